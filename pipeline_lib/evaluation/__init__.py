@@ -6,10 +6,12 @@ from pipeline_lib.evaluation.metrics import (
     evaluate_arrays,
     evaluate_volumes,
 )
+from pipeline_lib.evaluation.run import evaluate_segmentation
 
 __all__ = [
     "Contingency",
     "SegmentationScores",
     "evaluate_arrays",
+    "evaluate_segmentation",
     "evaluate_volumes",
 ]

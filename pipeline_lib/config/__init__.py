@@ -1,0 +1,184 @@
+"""Load and validate the run configuration once, into typed settings.
+
+``load_config(config)`` validates ``config/config.yaml`` and the datasets file it names
+against the JSON schemas (filling in their defaults), checks cross-references (dataset
+names, roles, files on disk) and returns a :class:`Settings`. Every user mistake raises a
+:class:`~pipeline_lib.errors.ConfigError` whose message names the file and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline_lib.config.schema import validate_with_defaults
+from pipeline_lib.config.settings import (
+    AssembleSettings,
+    DatasetSpec,
+    DecoderSettings,
+    DecodeSettings,
+    EvaluateSettings,
+    ModelSettings,
+    PredictSettings,
+    ResourceSettings,
+    Roi,
+    Settings,
+    SyntheticSpec,
+)
+from pipeline_lib.errors import ConfigError
+
+__all__ = [
+    "AssembleSettings",
+    "DatasetSpec",
+    "DecoderSettings",
+    "DecodeSettings",
+    "EvaluateSettings",
+    "ModelSettings",
+    "PredictSettings",
+    "ResourceSettings",
+    "Settings",
+    "build",
+    "load_config",
+    "load_datasets",
+    "read_yaml",
+]
+
+T = typing.TypeVar("T")
+
+
+def build(cls: type[T], data: Any) -> T:
+    """Build the dataclass ``cls`` from validated plain data, converting lists to tuples.
+
+    Indexes strictly: a field missing from ``data`` is a bug (the schema fills defaults).
+    """
+    return typing.cast(T, _convert(cls, data))
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _convert(hints[f.name], value[f.name]) for f in dataclasses.fields(tp)})
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _convert(args[0], value)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v) for v in value)
+        return tuple(_convert(a, v) for a, v in zip(args, value, strict=True))
+    if origin is dict:
+        _, value_type = typing.get_args(tp)
+        return {k: _convert(value_type, v) for k, v in value.items()}
+    if tp is float:
+        return float(value)
+    return value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; a missing or malformed file is a :class:`ConfigError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _absolute_sources(entry: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    for role in ("image", "labels", "mask"):
+        source = entry.get(role)
+        if source is None:
+            continue
+        for key in ("path", "glob"):
+            if key in source:
+                source[key] = str((base_dir / source[key]).resolve())
+    return entry
+
+
+def load_datasets(path: str | Path) -> dict[str, DatasetSpec]:
+    """All dataset declarations of a datasets file, with source paths made absolute."""
+    path = Path(path)
+    data = validate_with_defaults(read_yaml(path), "datasets", str(path))
+    specs = {}
+    for name, entry in data["datasets"].items():
+        entry = _absolute_sources(entry, path.resolve().parent)
+        specs[name] = DatasetSpec(
+            name=name,
+            voxel_size=tuple(float(v) for v in entry["voxel_size"]),  # type: ignore[arg-type]
+            roles=tuple(entry["roles"]),
+            image=entry.get("image"),
+            labels=entry.get("labels"),
+            mask=entry.get("mask"),
+            synthetic=build(SyntheticSpec, entry["synthetic"]) if "synthetic" in entry else None,
+            roi=build(Roi, entry["roi"]) if "roi" in entry else None,
+        )
+    return specs
+
+
+def _check_datasets(selected: list[str], declared: Mapping[str, DatasetSpec], datasets_file: str) -> None:
+    for name in selected:
+        if name not in declared:
+            known = ", ".join(sorted(declared))
+            raise ConfigError(
+                f"config key 'datasets': unknown dataset '{name}'; {datasets_file} declares: {known}"
+            )
+    roles = {role for name in selected for role in declared[name].roles}
+    for role in ("train", "test"):
+        if role not in roles:
+            raise ConfigError(f"config key 'datasets': no selected dataset has role '{role}' (selected: {selected})")
+    for name in selected:
+        spec = declared[name]
+        if ("train" in spec.roles or "val" in spec.roles) and not spec.has_labels:
+            raise ConfigError(f"{datasets_file}: dataset '{name}' has role train/val but no 'labels' source")
+
+
+def _check_files(specs: list[DatasetSpec]) -> None:
+    from pipeline_lib.io.sources import source_files
+
+    for spec in specs:
+        for role in ("image", "labels", "mask"):
+            source = getattr(spec, role)
+            if source is None:
+                continue
+            files = source_files(source, Path("/"))
+            if not files:
+                raise ConfigError(f"dataset '{spec.name}' {role}: no files match {source.get('glob') or source.get('path')}")
+            for file in files:
+                if not Path(file).exists():
+                    raise ConfigError(f"dataset '{spec.name}' {role}: file not found: {file}")
+
+
+def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings:
+    """Validate a config mapping (as Snakemake loads it) and everything it refers to.
+
+    Datasets not listed under ``datasets`` are validated for syntax only, so a datasets
+    file may declare data that is absent on this machine.
+    """
+    data = validate_with_defaults(config, "config", "config")
+    declared = load_datasets(data["datasets_file"])
+    _check_datasets(data["datasets"], declared, data["datasets_file"])
+    selected = {name: declared[name] for name in data["datasets"]}
+    if check_files:
+        _check_files(list(selected.values()))
+    return Settings(
+        datasets=selected,
+        models=build(dict[str, ModelSettings], data["models"]),
+        decoders=build(dict[str, DecoderSettings], data["decoders"]),
+        assemble=build(AssembleSettings, data["assemble"]),
+        predict=build(PredictSettings, data["predict"]),
+        decode=build(DecodeSettings, data["decode"]),
+        evaluate=build(EvaluateSettings, data["evaluate"]),
+        resources=build(dict[str, ResourceSettings], data["resources"]),
+    )

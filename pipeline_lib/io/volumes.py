@@ -1,0 +1,156 @@
+"""Zarr v3 volumes with OME-Zarr (NGFF 0.5) metadata, and atomic outputs.
+
+Layout of every store the pipeline writes::
+
+    name.zarr/                      root group; attrs: provenance, completion marker
+      image/                        group with ``ome.multiscales`` (axes, voxel size)
+        s0                          the full-resolution array (z, y, x) or (c, z, y, x)
+      labels/s0, mask/s0, affinities/s0, segmentation/s0 ...
+
+Viewers (napari with an OME-Zarr reader, neuroglancer) open ``name.zarr/image`` with the
+right scale. Library code opens arrays with :func:`open_array` and never spells ``s0``.
+
+Atomicity: a whole store is written under a temporary name and renamed when complete
+(:func:`atomic_directory`); block jobs write into a shared ``*.partial`` store whose rename
+by the final job marks it complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from pipeline_lib.errors import UserError
+
+SCALE0 = "s0"
+
+
+def _axes(n_channels: bool) -> list[dict[str, str]]:
+    axes = [{"name": "c", "type": "channel"}] if n_channels else []
+    return axes + [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+
+
+def ome_multiscales(name: str, voxel_size: Sequence[float], channel_axis: bool) -> dict[str, Any]:
+    """NGFF 0.5 ``ome`` attributes for a group holding one scale level ``s0``."""
+    scale = ([1.0] if channel_axis else []) + [float(v) for v in voxel_size]
+    return {
+        "version": "0.5",
+        "multiscales": [
+            {
+                "name": name,
+                "axes": _axes(channel_axis),
+                "datasets": [
+                    {"path": SCALE0, "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+                ],
+            }
+        ],
+    }
+
+
+def create_array(
+    store: str | Path,
+    name: str,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    voxel_size: Sequence[float],
+    attrs: Mapping[str, Any] | None = None,
+) -> zarr.Array:
+    """Create (or overwrite) array ``name`` in ``store``; 4-D shapes have a leading channel axis."""
+    root = zarr.open_group(str(store), mode="a")
+    group = root.require_group(name)
+    group.attrs["ome"] = ome_multiscales(name, voxel_size, channel_axis=len(shape) == 4)
+    array = group.create_array(SCALE0, shape=tuple(shape), dtype=dtype, chunks=tuple(chunks), fill_value=0, overwrite=True)
+    if attrs:
+        array.attrs.update(dict(attrs))
+    return array
+
+
+def open_array(store: str | Path, name: str, mode: str = "r") -> zarr.Array:
+    """Array ``name`` of a pipeline store; a missing store or array is a :class:`UserError`."""
+    path = Path(store)
+    if not path.exists():
+        raise UserError(f"{path}: zarr store not found")
+    try:
+        array = zarr.open_array(str(path / name / SCALE0), mode=mode)  # type: ignore[arg-type]
+    except (FileNotFoundError, KeyError, zarr.errors.NodeTypeValidationError) as e:
+        raise UserError(f"{path}: has no array '{name}' ({e})") from None
+    return array
+
+
+def has_array(store: str | Path, name: str) -> bool:
+    return (Path(store) / name / SCALE0 / "zarr.json").exists()
+
+
+def voxel_size(store: str | Path, name: str) -> tuple[float, float, float]:
+    """Voxel size (z, y, x) in nm read back from the OME metadata of ``name``."""
+    group = zarr.open_group(str(Path(store) / name), mode="r")
+    ome = dict(group.attrs)["ome"]
+    scale = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    z, y, x = (float(v) for v in scale[-3:])
+    return (z, y, x)
+
+
+def store_attrs(store: str | Path) -> dict[str, Any]:
+    return dict(zarr.open_group(str(store), mode="r").attrs)
+
+
+def set_store_attrs(store: str | Path, attrs: Mapping[str, Any]) -> None:
+    zarr.open_group(str(store), mode="a").attrs.update(dict(attrs))
+
+
+def partial_path(path: str | Path) -> Path:
+    """The temporary name under which ``path`` is written before its final rename."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def commit(partial: str | Path, final: str | Path) -> None:
+    """Atomically publish a finished ``partial`` directory as ``final`` (replacing it)."""
+    final = Path(final)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory that becomes ``final`` only if the block succeeds."""
+    partial = partial_path(final)
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    commit(partial, final)
+
+
+@contextlib.contextmanager
+def atomic_file(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path that is renamed to ``final`` only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, final)
+
+
+def normalize_image(block: np.ndarray) -> np.ndarray:
+    """Image intensities as float32 in [0, 1] (integer types scaled by their maximum)."""
+    if np.issubdtype(block.dtype, np.integer):
+        return block.astype(np.float32) / float(np.iinfo(block.dtype).max)
+    return block.astype(np.float32)

@@ -1,0 +1,44 @@
+"""Network architectures by name.
+
+``@register("name")`` adds a factory ``(in_channels, out_channels, **params) -> nn.Module``;
+:func:`create_model` looks one up, and an unknown name lists the registered ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from pipeline_lib.errors import ConfigError
+
+Factory = Callable[..., nn.Module]
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register(name: str) -> Callable[[Factory], Factory]:
+    def add(factory: Factory) -> Factory:
+        if name in _REGISTRY:
+            raise ValueError(f"architecture '{name}' is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, in_channels: int, out_channels: int, params: dict[str, Any]) -> nn.Module:
+    """Instantiate architecture ``name``; bad names or parameters are a :class:`ConfigError`."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown architecture '{name}'{hint}; available: {', '.join(available())}")
+    try:
+        return _REGISTRY[name](in_channels=in_channels, out_channels=out_channels, **params)
+    except TypeError as e:
+        raise ConfigError(f"architecture '{name}': bad architecture_params {params}: {e}") from None

@@ -1,0 +1,131 @@
+"""Train a model with Lightning, resumable from its last checkpoint.
+
+Output folder of a model::
+
+    out_dir/best.ckpt        the checkpoint downstream stages use (best validation loss,
+                             or the final one when there is no validation data)
+    out_dir/metrics.csv      every logged value, all resumed runs merged
+    out_dir/loss.png         training and validation loss curves
+    out_dir/checkpoints/<settings hash>/last.ckpt   resume state (not a stage output)
+
+Rerunning after the job was killed resumes from ``last.ckpt`` of the same settings (same
+hash); changed settings start afresh in a new folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from pipeline_lib.config import ModelSettings
+from pipeline_lib.io.volumes import atomic_file
+from pipeline_lib.provenance import _plain
+from pipeline_lib.training.data import FixedPatches, PatchSpec, RandomPatches
+from pipeline_lib.training.module import AffinityModule
+from pipeline_lib.training.plots import plot_losses
+
+log = logging.getLogger(__name__)
+
+
+def settings_hash(settings: ModelSettings, train_stores: Sequence[Path], val_stores: Sequence[Path]) -> str:
+    record = {"settings": _plain(settings), "train": sorted(map(str, train_stores)), "val": sorted(map(str, val_stores))}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def build_module(settings: ModelSettings) -> AffinityModule:
+    return AffinityModule(
+        architecture=settings.architecture,
+        architecture_params=settings.architecture_params,
+        offsets=settings.offsets,
+        learning_rate=settings.learning_rate,
+        boundary_weight=settings.boundary_weight,
+    )
+
+
+def merge_metrics(log_dir: Path, output: Path) -> pd.DataFrame:
+    """All ``version_*/metrics.csv`` of resumed runs as one table (later runs win per step)."""
+    frames = [pd.read_csv(p) for p in sorted(log_dir.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"step": []})
+    with atomic_file(output) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def train_model(
+    settings: ModelSettings,
+    train_stores: Sequence[str | Path],
+    val_stores: Sequence[str | Path],
+    out_dir: str | Path,
+    threads: int = 1,
+) -> Path:
+    """Train (or resume) and write ``best.ckpt``, ``metrics.csv`` and ``loss.png`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    train_paths, val_paths = [Path(s) for s in train_stores], [Path(s) for s in val_stores]
+    run_dir = out_dir / "checkpoints" / settings_hash(settings, train_paths, val_paths)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+
+    spec = PatchSpec(settings.patch_shape, settings.offsets)
+    train_loader = DataLoader(
+        RandomPatches(train_paths, spec, settings.seed, settings.flip_augment),
+        batch_size=settings.batch_size,
+        num_workers=settings.num_workers,
+        persistent_workers=settings.num_workers > 0,
+    )
+    val_loader = None
+    if val_paths:
+        val_loader = DataLoader(FixedPatches(val_paths, spec, settings.val_batches * settings.batch_size, settings.seed + 1),
+                                batch_size=settings.batch_size)
+    else:
+        log.info("no dataset with role 'val': training without validation; best.ckpt is the final checkpoint")
+
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir,
+        filename="best",
+        monitor="val/loss" if val_loader is not None else None,
+        save_last=True,
+        every_n_train_steps=None if val_loader is not None else settings.val_every_n_steps,
+    )
+    trainer = L.Trainer(
+        max_steps=settings.max_steps,
+        precision=settings.precision,
+        callbacks=[checkpoint],
+        logger=CSVLogger(out_dir, name="logs"),
+        val_check_interval=settings.val_every_n_steps if val_loader is not None else None,
+        check_val_every_n_epoch=None,
+        limit_val_batches=settings.val_batches,
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        default_root_dir=out_dir,
+    )
+    last = run_dir / "last.ckpt"
+    resume = last if last.exists() else None
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(build_module(settings), train_loader, val_loader, ckpt_path=resume)
+
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
+    if val_loader is None or not best.exists():
+        trainer.save_checkpoint(run_dir / "final.ckpt")
+        best = run_dir / "final.ckpt"
+    with atomic_file(out_dir / "best.ckpt") as tmp:
+        shutil.copyfile(best, tmp)
+    table = merge_metrics(out_dir / "logs", out_dir / "metrics.csv")
+    plot_losses(table, out_dir / "loss.png")
+    return out_dir / "best.ckpt"
