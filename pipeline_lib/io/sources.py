@@ -1,0 +1,382 @@
+"""Lazy volume sources: one interface over HDF5, zarr, TIFF, PNG, npy and tile JSON.
+
+A source spec is a mapping as written in ``config/datasets.yaml``::
+
+    {format: hdf5, path: x.h5, key: stack}
+    {format: zarr, path: x.zarr, array: image}
+    {format: tiff, path: stack.tif}            # one multi-page (z, y, x) TIFF
+    {format: tiff, glob: "slices/*.tif"}       # one 2-D slice per file, sorted by name
+    {format: png, glob: "slices/*.png"}
+    {format: npy, path: x.npy}                 # memory-mapped
+    {format: tiles, path: tiles.json, fill_value: 0}   # see docs/tiles.md
+
+Relative paths resolve against ``base_dir`` (the folder of the YAML that declared them).
+:func:`open_source` checks the files, keys and shapes at once and raises :class:`SourceError`
+naming the file; :meth:`VolumeSource.read` then reads only the requested region (only the
+slice files, pages, chunks or tiles that intersect it).
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import h5py
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+import zarr
+from numpy.typing import NDArray
+from PIL import Image
+
+Region = tuple[slice, slice, slice]
+Shape3 = tuple[int, int, int]
+
+FORMATS: dict[str, tuple[str, ...]] = {  # format -> accepted keys besides "format"
+    "hdf5": ("path", "key"),
+    "zarr": ("path", "array"),
+    "tiff": ("path", "glob"),
+    "png": ("glob",),
+    "npy": ("path",),
+    "tiles": ("path", "fill_value"),
+}
+_PIL_DTYPES = {"L": "uint8", "I;16": "uint16", "I;16B": "uint16", "I": "int32", "F": "float32"}
+_PIL_DTYPES |= {"1": "bool", "RGB": "uint8", "RGBA": "uint8"}
+
+
+class SourceError(ValueError):
+    """A source spec or the files it names are unusable; the message names the file."""
+
+
+@runtime_checkable
+class VolumeSource(Protocol):
+    """A 3-D ``(z, y, x)`` array on disk, read region by region.
+
+    ``read(region)`` returns a new in-memory array of ``dtype`` whose shape is the region's
+    (slices are clipped to ``shape`` like numpy's; steps other than 1 are refused).
+    """
+
+    shape: Shape3
+    dtype: np.dtype[Any]
+
+    def read(self, region: Region) -> NDArray[Any]: ...
+
+
+def normalize_region(region: Sequence[slice], shape: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Return ``((z0, z1), (y0, y1), (x0, x1))`` for ``region`` clipped to ``shape``."""
+    if len(region) != len(shape):
+        raise ValueError(f"region {region!r} needs one slice per axis of shape {tuple(shape)}")
+    out = []
+    for s, n in zip(region, shape, strict=True):
+        start, stop, step = s.indices(int(n))
+        if step != 1:
+            raise ValueError(f"region slice {s!r} has step {step}; only step 1 is supported")
+        out.append((start, max(start, stop)))
+    return tuple(out)
+
+
+# --- single image files (slices and tiles) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """Header of an image/array file: ``shape`` is ``(z, y, x)`` (2-D images have z = 1);
+    ``channels`` is 1, or 3/4 for RGB(A) 2-D images."""
+
+    shape: Shape3
+    dtype: np.dtype[Any]
+    channels: int = 1
+
+
+def _suffix(path: Path) -> str:
+    return path.suffix.lower()
+
+
+def probe_file(path: Path, key: str | None = None) -> FileInfo:
+    """Read the header (not the pixels) of a PNG, TIFF, npy or HDF5 file."""
+    if not path.is_file():
+        raise SourceError(f"{path}: file not found")
+    ext = _suffix(path)
+    try:
+        if ext == ".png":
+            with Image.open(path) as im:
+                if im.mode not in _PIL_DTYPES:
+                    raise SourceError(f"{path}: PNG mode {im.mode!r} is not a grey or RGB image")
+                ch = len(im.getbands())
+                return FileInfo((1, im.size[1], im.size[0]), np.dtype(_PIL_DTYPES[im.mode]), ch)
+        if ext in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                s = tif.series[0]
+                shape, dtype = tuple(int(d) for d in s.shape), np.dtype(s.dtype)
+            if len(shape) == 3 and shape[-1] in (3, 4) and s.axes.endswith("S"):
+                return FileInfo((1, shape[0], shape[1]), dtype, shape[-1])
+            return FileInfo(_as_3d(path, shape, allow_2d=True), dtype)
+        if ext == ".npy":
+            arr = np.load(path, mmap_mode="r")
+            return FileInfo(_as_3d(path, arr.shape, allow_2d=True), arr.dtype)
+        if ext in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                ds = f[_h5_key(path, f, key)]
+                return FileInfo(_as_3d(path, ds.shape, allow_2d=True), ds.dtype)
+    except (OSError, ValueError, tifffile.TiffFileError) as e:
+        if isinstance(e, SourceError):
+            raise
+        raise SourceError(f"{path}: cannot read file header: {e}") from e
+    raise SourceError(f"{path}: unknown file type {ext!r}; expected .png, .tif, .npy or .h5")
+
+
+def read_file(path: Path, key: str | None = None, region: tuple[slice, ...] | None = None) -> NDArray[Any]:
+    """Read a file as ``(z, y, x)`` or, for RGB(A) images, ``(1, y, x, c)``.
+
+    With ``region`` (slices in file coordinates) return only that part; npy and HDF5 files
+    then read only that part from disk, images are decoded whole.
+    """
+    ext = _suffix(path)
+    if region is not None and ext in (".npy", ".h5", ".hdf5"):
+        if ext == ".npy":
+            arr = np.load(path, mmap_mode="r")
+            return np.array((arr[np.newaxis] if arr.ndim == 2 else arr)[region])
+        with h5py.File(path, "r") as f:
+            ds = f[_h5_key(path, f, key)]
+            return np.asarray(ds[region[1:]][np.newaxis] if ds.ndim == 2 else ds[region])
+    if ext == ".png":
+        arr = iio.imread(path)
+    elif ext in (".tif", ".tiff"):
+        with tifffile.TiffFile(path) as tif:
+            arr = tif.series[0].asarray()
+            if arr.ndim == 3 and tif.series[0].axes.endswith("S"):
+                arr = arr[np.newaxis]  # one RGB(A) image
+    elif ext == ".npy":
+        arr = np.load(path)
+    elif ext in (".h5", ".hdf5"):
+        with h5py.File(path, "r") as f:
+            arr = f[_h5_key(path, f, key)][()]
+    else:
+        raise SourceError(f"{path}: unknown file type {ext!r}; expected .png, .tif, .npy or .h5")
+    arr = np.asarray(arr)
+    if arr.ndim == 2 or (arr.ndim == 3 and ext == ".png"):
+        arr = arr[np.newaxis]
+    return arr if region is None else arr[region]
+
+
+def _as_3d(path: Path, shape: Sequence[int], allow_2d: bool = False) -> Shape3:
+    shape = tuple(int(d) for d in shape)
+    if allow_2d and len(shape) == 2:
+        return (1, shape[0], shape[1])
+    if len(shape) != 3:
+        raise SourceError(f"{path}: expected a 3-D (z, y, x) array, found shape {shape}")
+    return (shape[0], shape[1], shape[2])
+
+
+def _h5_key(path: Path, f: h5py.File, key: str | None) -> str:
+    if key is None:
+        names: list[str] = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        if len(names) != 1:
+            raise SourceError(f"{path}: give 'key'; the file holds datasets {names}")
+        return names[0]
+    if key not in f or not isinstance(f[key], h5py.Dataset):
+        raise SourceError(f"{path}: no HDF5 dataset {key!r}; the file holds {list(f.keys())}")
+    return key
+
+
+# --- the sources --------------------------------------------------------------------------
+
+
+@dataclass
+class ZarrSource:
+    """A zarr array (v2 or v3); reads only the chunks the region touches."""
+
+    array: Any = field(repr=False)
+    shape: Shape3
+    dtype: np.dtype[Any]
+
+    def read(self, region: Region) -> NDArray[Any]:
+        (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
+        return np.asarray(self.array[z0:z1, y0:y1, x0:x1], self.dtype)
+
+
+@dataclass
+class NpySource:
+    """A ``.npy`` file, memory-mapped afresh for each read (safe to pickle)."""
+
+    path: Path
+    shape: Shape3
+    dtype: np.dtype[Any]
+
+    def read(self, region: Region) -> NDArray[Any]:
+        (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
+        return np.array(np.load(self.path, mmap_mode="r")[z0:z1, y0:y1, x0:x1])
+
+
+@dataclass
+class Hdf5Source:
+    """An HDF5 dataset; the file is opened for each read (safe across processes)."""
+
+    path: Path
+    key: str
+    shape: Shape3
+    dtype: np.dtype[Any]
+
+    def read(self, region: Region) -> NDArray[Any]:
+        (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
+        with h5py.File(self.path, "r") as f:
+            return np.asarray(f[self.key][z0:z1, y0:y1, x0:x1])
+
+
+@dataclass
+class TiffStackSource:
+    """One multi-page TIFF; reads a memory map when the data allow it, else only needed pages."""
+
+    path: Path
+    shape: Shape3
+    dtype: np.dtype[Any]
+    pages_per_z: bool
+
+    def read(self, region: Region) -> NDArray[Any]:
+        (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
+        try:
+            mm = tifffile.memmap(self.path, mode="r")
+            return np.array(mm.reshape(self.shape)[z0:z1, y0:y1, x0:x1])
+        except ValueError:
+            pass  # compressed or not contiguous
+        if z0 == z1:
+            return np.zeros((0, y1 - y0, x1 - x0), self.dtype)
+        with tifffile.TiffFile(self.path) as tif:
+            if self.pages_per_z:
+                data = tif.asarray(key=range(z0, z1), series=0).reshape((z1 - z0, *self.shape[1:]))
+                return np.ascontiguousarray(data[:, y0:y1, x0:x1])
+            return np.array(tif.series[0].asarray().reshape(self.shape)[z0:z1, y0:y1, x0:x1])
+
+
+@dataclass
+class SliceStackSource:
+    """Sorted 2-D slice files (PNG or TIFF), one per z; reads only the files of the region."""
+
+    files: list[Path]
+    shape: Shape3
+    dtype: np.dtype[Any]
+
+    def read(self, region: Region) -> NDArray[Any]:
+        (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
+        out = np.empty((z1 - z0, y1 - y0, x1 - x0), self.dtype)
+        for z in range(z0, z1):
+            img = read_file(self.files[z])
+            if img.shape != (1, *self.shape[1:]):
+                raise SourceError(f"{self.files[z]}: slice shape {img.shape[1:]} changed on disk")
+            out[z - z0] = img[0, y0:y1, x0:x1]
+        return out
+
+
+def _resolve(spec: Mapping[str, Any], key: str, base_dir: Path) -> Path:
+    if key not in spec:
+        raise SourceError(f"source {dict(spec)}: missing '{key}'")
+    path = Path(str(spec[key])).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def _check_spec(spec: Mapping[str, Any]) -> str:
+    fmt = spec.get("format")
+    if fmt not in FORMATS:
+        raise SourceError(f"source {dict(spec)}: 'format' must be one of {sorted(FORMATS)}")
+    extra = sorted(set(spec) - {"format", *FORMATS[fmt]})
+    if extra:
+        raise SourceError(f"source {dict(spec)}: keys {extra} do not apply to format {fmt!r}")
+    if fmt == "tiff" and ("path" in spec) == ("glob" in spec):
+        raise SourceError(f"source {dict(spec)}: format 'tiff' needs exactly one of path, glob")
+    return str(fmt)
+
+
+def _glob(spec: Mapping[str, Any], base_dir: Path) -> list[Path]:
+    pattern = _resolve(spec, "glob", base_dir)
+    files = sorted(Path(p) for p in globlib.glob(str(pattern)) if Path(p).is_file())
+    if not files:
+        raise SourceError(f"{pattern}: glob matches no files (expected one 2-D slice per file)")
+    return files
+
+
+def source_files(spec: Mapping[str, Any], base_dir: Path) -> list[Path]:
+    """List the files (or zarr folders) that ``spec`` needs, whether they exist or not.
+
+    For a tile JSON: the JSON, then every tile it names (only the JSON while it is missing).
+    An empty glob raises :class:`SourceError`.
+    """
+    fmt = _check_spec(spec)
+    if "glob" in spec:
+        return _glob(spec, base_dir)
+    path = _resolve(spec, "path", base_dir)
+    if fmt == "tiles" and path.is_file():
+        from pipeline_lib.io.tiles import tile_json_files
+
+        return [path, *tile_json_files(path)]
+    return [path]
+
+
+def open_source(spec: Mapping[str, Any], base_dir: Path, *, is_label: bool = False) -> VolumeSource:
+    """Open the volume ``spec`` describes, checking files, keys and shape; read nothing else.
+
+    ``is_label`` matters only for tile JSONs (nearest zoom, RGB label decoding).
+    Raises :class:`SourceError` naming the file and what was expected.
+    """
+    fmt = _check_spec(spec)
+    base_dir = Path(base_dir)
+    if "glob" in spec:
+        return _open_slices(_glob(spec, base_dir))
+    path = _resolve(spec, "path", base_dir)
+    if not path.exists():
+        raise SourceError(f"{path}: file not found (format {fmt})")
+    if fmt == "hdf5":
+        try:
+            with h5py.File(path, "r") as f:
+                key = _h5_key(path, f, spec.get("key"))
+                shape, dtype = _as_3d(path, f[key].shape), f[key].dtype
+        except OSError as e:
+            raise SourceError(f"{path}: not a readable HDF5 file: {e}") from e
+        return Hdf5Source(path, key, shape, dtype)
+    if fmt == "zarr":
+        return _open_zarr(path, spec.get("array"))
+    if fmt == "npy":
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise SourceError(f"{path}: not a readable .npy file: {e}") from e
+        return NpySource(path, _as_3d(path, arr.shape), arr.dtype)
+    if fmt == "tiff":
+        try:
+            with tifffile.TiffFile(path) as tif:
+                s = tif.series[0]
+                shape, dtype = _as_3d(path, s.shape), np.dtype(s.dtype)
+                per_z = len(s.pages) == shape[0]
+        except (OSError, tifffile.TiffFileError) as e:
+            raise SourceError(f"{path}: not a readable TIFF file: {e}") from e
+        return TiffStackSource(path, shape, dtype, per_z)
+    from pipeline_lib.io.tiles import load_tile_json
+
+    fill = spec.get("fill_value")
+    return load_tile_json(path, is_label=is_label, fill_value=fill)
+
+
+def _open_zarr(path: Path, array: str | None) -> ZarrSource:
+    try:
+        arr = zarr.open_array(store=str(path), path=array or "", mode="r")
+    except Exception as e:  # zarr raises several types for "not there"
+        what = f"array {array!r}" if array else "an array at the top (give 'array')"
+        raise SourceError(f"{path}: expected {what} in the zarr store ({e})") from e
+    return ZarrSource(arr, _as_3d(path, arr.shape), np.dtype(arr.dtype))
+
+
+def _open_slices(files: list[Path]) -> SliceStackSource:
+    first = probe_file(files[0])
+    for f in files:
+        info = first if f == files[0] else probe_file(f)
+        if info.channels != 1 or info.shape[0] != 1:
+            raise SourceError(f"{f}: expected a single-channel 2-D slice, found {info}")
+        if (info.shape, info.dtype) != (first.shape, first.dtype):
+            raise SourceError(
+                f"{f}: slice shape {info.shape[1:]} {info.dtype} differs from "
+                f"{first.shape[1:]} {first.dtype} of {files[0]}"
+            )
+    return SliceStackSource(files, (len(files), first.shape[1], first.shape[2]), first.dtype)
