@@ -32,6 +32,8 @@ import zarr
 from numpy.typing import NDArray
 from PIL import Image
 
+from pipeline_lib.errors import UserError
+
 Region = tuple[slice, slice, slice]
 Shape3 = tuple[int, int, int]
 
@@ -47,7 +49,7 @@ _PIL_DTYPES = {"L": "uint8", "I;16": "uint16", "I;16B": "uint16", "I": "int32", 
 _PIL_DTYPES |= {"1": "bool", "RGB": "uint8", "RGBA": "uint8"}
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A source spec or the files it names are unusable; the message names the file."""
 
 

@@ -1,7 +1,7 @@
 """Tiled volumes described by a tile JSON (explicit or PyTorch Connectomics pattern form).
 
 Both forms are documented in ``docs/tiles.md`` and validated against
-``workflow/schemas/tiles.schema.json``. :func:`load_tile_json` checks the JSON, that every
+``pipeline_lib/schemas/tiles.schema.json``. :func:`load_tile_json` checks the JSON, that every
 tile file exists and (explicit form) that tiles lie inside the volume without overlapping;
 :meth:`TiledVolume.read` then reads only the tiles that intersect the region.
 
@@ -34,12 +34,8 @@ from scipy.ndimage import zoom
 
 from pipeline_lib.io.sources import Region, Shape3, SourceError, normalize_region, probe_file, read_file
 
-_HERE = Path(__file__).resolve().parent
-_SCHEMA_DIRS = (_HERE.parents[1] / "workflow" / "schemas", _HERE.parent / "schemas")  # repo, installed package
-#: The tile JSON schema: workflow/schemas/tiles.schema.json (or pipeline_lib/schemas/ when installed).
-SCHEMA_PATH = (
-    next((d for d in _SCHEMA_DIRS if (d / "tiles.schema.json").is_file()), _SCHEMA_DIRS[0]) / "tiles.schema.json"
-)
+#: The tile JSON schema, beside the config schemas.
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "tiles.schema.json"
 Bounds = tuple[tuple[int, int], ...]
 
 

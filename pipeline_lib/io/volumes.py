@@ -112,6 +112,14 @@ def partial_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+def final_path(partial: str | Path) -> Path:
+    """The final name of a ``*.partial`` path (inverse of :func:`partial_path`)."""
+    partial = Path(partial)
+    if not partial.name.endswith(".partial"):
+        raise ValueError(f"{partial} is not a partial path")
+    return partial.with_name(partial.name[: -len(".partial")])
+
+
 def commit(partial: str | Path, final: str | Path) -> None:
     """Atomically publish a finished ``partial`` directory as ``final`` (replacing it)."""
     final = Path(final)

@@ -1,0 +1,102 @@
+"""What a run will compute, derived once from the validated configuration.
+
+:class:`Plan` answers the questions the Snakemake rules ask (which datasets have which role,
+which files a dataset reads, how many block jobs a prediction has, which final files to
+build) without knowing anything of Snakemake itself. :func:`job_logging` sends a job's
+stderr, stdout and log records to its log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pipeline_lib.config import Settings, load_config, read_yaml
+from pipeline_lib.config.schema import validate_with_defaults
+from pipeline_lib.data.assemble import dataset_shape
+from pipeline_lib.geometry import BlockGrid, split_jobs
+from pipeline_lib.io.sources import source_files
+
+
+@dataclass(frozen=True)
+class Plan:
+    settings: Settings
+    config: dict[str, Any]  # the validated config with every default filled in
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Plan:
+        """Validate ``config`` and all it refers to; raises :class:`~pipeline_lib.errors.UserError`."""
+        settings = load_config(config)
+        return cls(settings, validate_with_defaults(config, "config", "config"))
+
+    def datasets_with_role(self, role: str) -> list[str]:
+        return self.settings.datasets_with_role(role)
+
+    def raw_dataset(self, name: str) -> dict[str, Any]:
+        """The dataset's declaration as written (for Snakemake's params-change detection)."""
+        datasets: dict[str, Any] = read_yaml(self.config["datasets_file"])["datasets"]
+        return dict(datasets[name])
+
+    def source_files(self, name: str) -> list[str]:
+        spec = self.settings.datasets[name]
+        files: list[str] = []
+        for source in (spec.image, spec.labels, spec.mask):
+            if source is not None:
+                files += [str(p) for p in source_files(source, Path("/"))]
+        return files
+
+    @cached_property
+    def _shapes(self) -> dict[str, tuple[int, int, int]]:
+        return {name: dataset_shape(spec) for name, spec in self.settings.datasets.items()}
+
+    def predict_jobs(self, dataset: str) -> list[range]:
+        """Block ids of each prediction job (the grid follows from the dataset's shape)."""
+        p = self.settings.predict
+        grid = BlockGrid.aligned(self._shapes[dataset], p.block_shape, p.chunk_shape)
+        return split_jobs(len(grid), p.blocks_per_job)
+
+    def decode_jobs(self, dataset: str) -> list[range]:
+        d = self.settings.decode
+        grid = BlockGrid.aligned(self._shapes[dataset], d.block_shape, d.chunk_shape)
+        return split_jobs(len(grid), d.blocks_per_job)
+
+    def final_targets(self) -> list[str]:
+        """What ``snakemake`` builds by default: every model's curves and, per test dataset,
+        an evaluation (with labels) or a segmentation (without) for every decoder."""
+        targets = []
+        for model in self.settings.models:
+            targets.append(f"results/models/{model}/loss.png")
+            for dataset in self.datasets_with_role("test"):
+                for decoder in self.settings.decoders:
+                    if self.settings.datasets[dataset].has_labels:
+                        targets.append(f"results/evaluations/{model}/{decoder}/{dataset}.json")
+                    else:
+                        targets.append(f"results/segmentations/{model}/{decoder}/{dataset}.zarr")
+        return targets
+
+
+@contextlib.contextmanager
+def job_logging(log_file: str | Path) -> Iterator[None]:
+    """Send stdout, stderr and ``logging`` records of a job to ``log_file``."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w", buffering=1) as stream:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            try:
+                yield
+            except Exception:
+                logging.exception("job failed")
+                raise
+            finally:
+                root.removeHandler(handler)
+                sys.stdout.flush()

@@ -1,0 +1,71 @@
+# Validation first (once, before any job), then small named input functions.
+import sys
+
+from snakemake.utils import validate
+
+from pipeline_lib.errors import UserError
+from pipeline_lib.workflow import Plan
+
+
+validate(config, "../../pipeline_lib/schemas/config.schema.yaml")
+try:
+    PLAN = Plan.from_config(config)
+except UserError as error:
+    print(f"Configuration error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+SETTINGS = PLAN.settings
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_-]+",
+    model=r"[A-Za-z0-9_-]+",
+    decoder=r"[A-Za-z0-9_-]+",
+    job=r"\d+",
+
+
+def volume(dataset):
+    return f"results/volumes/{dataset}.zarr"
+
+
+def model_dir(model):
+    return f"results/models/{model}"
+
+
+def prediction(model, dataset):
+    return f"results/predictions/{model}/{dataset}.zarr"
+
+
+def segmentation(model, decoder, dataset):
+    return f"results/segmentations/{model}/{decoder}/{dataset}.zarr"
+
+
+def evaluation(model, decoder, dataset):
+    return f"results/evaluations/{model}/{decoder}/{dataset}.json"
+
+
+def all_targets():
+    return PLAN.final_targets()
+
+
+def resources(rule):
+    """Cluster resources of a rule from config (memory and runtime grow with each retry)."""
+    res = SETTINGS.resources[rule]
+    out = {
+        "mem_mb": lambda wildcards, attempt: res.mem_mb * attempt,
+        "runtime": lambda wildcards, attempt: res.runtime * attempt,
+        "cpus_per_task": res.threads,
+    }
+    if res.gpus:
+        out["gpu"] = res.gpus
+        if res.gpu_model:
+            out["gpu_model"] = res.gpu_model
+    if res.slurm_partition:
+        out["slurm_partition"] = res.slurm_partition
+    if res.slurm_extra:
+        out["slurm_extra"] = res.slurm_extra
+    return out
+
+
+def threads(rule):
+    return SETTINGS.resources[rule].threads

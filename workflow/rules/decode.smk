@@ -1,0 +1,52 @@
+# Blockwise decoding: prepare, decode groups of blocks as separate jobs, then stitch the
+# blocks across their faces, relabel and publish the segmentation.
+
+
+rule decode_prepare:
+    input:
+        prediction("{model}", "{dataset}"),
+    output:
+        temp(directory("results/segmentations/{model}/{decoder}/{dataset}.zarr.partial")),
+    params:
+        decoder=lambda wc: PLAN.config["decoders"][wc.decoder],
+        decode=PLAN.config["decode"],
+    log:
+        "logs/decode_prepare/{model}/{decoder}/{dataset}.log",
+    script:
+        "../scripts/decode_prepare.py"
+
+
+rule decode_block:
+    input:
+        partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
+        affinities=prediction("{model}", "{dataset}"),
+    output:
+        temp("results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/{job}.done"),
+    params:
+        blocks=lambda wc: list(PLAN.decode_jobs(wc.dataset)[int(wc.job)]),
+    log:
+        "logs/decode_block/{model}/{decoder}/{dataset}/{job}.log",
+    threads: threads("decode")
+    resources:
+        **resources("decode"),
+    script:
+        "../scripts/decode_block.py"
+
+
+rule decode:
+    """Instance segmentation of a dataset by one decoder, stitched across blocks."""
+    input:
+        partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
+        affinities=prediction("{model}", "{dataset}"),
+        jobs=lambda wc: expand(
+            "results/segmentations/{{model}}/{{decoder}}/{{dataset}}.zarr.jobs/{job}.done",
+            job=range(len(PLAN.decode_jobs(wc.dataset))),
+        ),
+    output:
+        directory("results/segmentations/{model}/{decoder}/{dataset}.zarr"),
+    log:
+        "logs/decode/{model}/{decoder}/{dataset}.log",
+    resources:
+        **resources("decode"),
+    script:
+        "../scripts/decode_stitch.py"

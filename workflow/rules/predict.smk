@@ -1,0 +1,51 @@
+# Blockwise prediction: prepare an empty store, predict groups of blocks as separate jobs
+# (one GPU each on a cluster), then check every block and publish the store.
+
+
+rule predict_prepare:
+    input:
+        volume=volume("{dataset}"),
+        checkpoint="results/models/{model}/best.ckpt",
+    output:
+        temp(directory("results/predictions/{model}/{dataset}.zarr.partial")),
+    params:
+        model=lambda wc: PLAN.config["models"][wc.model],
+        predict=PLAN.config["predict"],
+    log:
+        "logs/predict_prepare/{model}/{dataset}.log",
+    script:
+        "../scripts/predict_prepare.py"
+
+
+rule predict_block:
+    input:
+        partial="results/predictions/{model}/{dataset}.zarr.partial",
+        volume=volume("{dataset}"),
+        checkpoint="results/models/{model}/best.ckpt",
+    output:
+        temp("results/predictions/{model}/{dataset}.zarr.jobs/{job}.done"),
+    params:
+        blocks=lambda wc: list(PLAN.predict_jobs(wc.dataset)[int(wc.job)]),
+    log:
+        "logs/predict_block/{model}/{dataset}/{job}.log",
+    threads: threads("predict")
+    resources:
+        **resources("predict"),
+    script:
+        "../scripts/predict_block.py"
+
+
+rule predict:
+    """Affinities of a dataset under a model, once every block job has finished."""
+    input:
+        partial="results/predictions/{model}/{dataset}.zarr.partial",
+        jobs=lambda wc: expand(
+            "results/predictions/{{model}}/{{dataset}}.zarr.jobs/{job}.done",
+            job=range(len(PLAN.predict_jobs(wc.dataset))),
+        ),
+    output:
+        directory("results/predictions/{model}/{dataset}.zarr"),
+    log:
+        "logs/predict/{model}/{dataset}.log",
+    script:
+        "../scripts/predict_finish.py"

@@ -1,0 +1,20 @@
+rule train:
+    """Train a model on the train datasets (validating on the val datasets); resumes from last.ckpt."""
+    input:
+        train=lambda wc: [volume(d) for d in PLAN.datasets_with_role("train")],
+        val=lambda wc: [volume(d) for d in PLAN.datasets_with_role("val")],
+    output:
+        checkpoint="results/models/{model}/best.ckpt",
+        metrics="results/models/{model}/metrics.csv",
+        loss_plot="results/models/{model}/loss.png",
+    params:
+        model=lambda wc: PLAN.config["models"][wc.model],
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "logs/train/{model}.benchmark.tsv"
+    threads: threads("train")
+    resources:
+        **resources("train"),
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,13 @@
+"""Snakemake script of rule `assemble`: a declared dataset → results/volumes/{dataset}.zarr."""
+
+from pipeline_lib.config import load_config
+from pipeline_lib.data.assemble import assemble_dataset
+from pipeline_lib.workflow import job_logging
+
+with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
+    settings = load_config(snakemake.config)  # noqa: F821
+    assemble_dataset(
+        settings.datasets[snakemake.wildcards.dataset],  # noqa: F821
+        snakemake.output[0],  # noqa: F821
+        settings.assemble.chunk_shape,
+    )
