@@ -5,6 +5,17 @@ with entries ≤ 0; the value at voxel ``v`` describes the edge between ``v`` an
 It is 1 when both voxels carry the same non-zero label, else 0, and it is *undefined*
 (mask 0) where ``v + o_k`` lies outside the volume. For labels ``[1, 1, 2]`` along x and
 offset ``(0, 0, -1)`` the affinity is ``[0, 1, 0]`` with mask ``[0, 1, 1]``.
+
+Other targets (one channel each, all in [0, 1], valid everywhere):
+
+- ``boundary``: 1 at label 0 and at every voxel with a face neighbour (inside the volume)
+  of a different label; for ``[1, 1, 2]`` along x it is ``[0, 1, 1]``.
+- ``foreground``: ``labels > 0``.
+- ``distance``: ``tanh(d / scale)`` with ``d`` the in-section (y–x) Euclidean distance from a
+  non-boundary voxel to the nearest boundary voxel (0 on the boundary), so each instance
+  peaks in its centre. Sections are treated separately because EM is anisotropic.
+
+:func:`compute_targets` stacks several of them (multi-task), in the configured order.
 """
 
 from __future__ import annotations
@@ -13,6 +24,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
+
+TARGET_TYPES = ("affinity", "boundary", "foreground", "distance")
 
 
 def _edge_slices(offset: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -45,3 +59,76 @@ def max_offset(offsets: Sequence[Sequence[int]]) -> tuple[int, int, int]:
     """The largest absolute offset per axis: the context an edge reaches back."""
     z, y, x = (max(abs(int(o[axis])) for o in offsets) for axis in range(3))
     return (z, y, x)
+
+
+def boundary_map(labels: NDArray[np.integer]) -> NDArray[np.float32]:
+    """1 where a voxel is label 0 or touches (6-neighbourhood) a different label, else 0."""
+    edge = labels == 0
+    for axis in range(labels.ndim):
+        lo = [slice(None)] * labels.ndim
+        hi = [slice(None)] * labels.ndim
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        differs = labels[tuple(lo)] != labels[tuple(hi)]
+        edge[tuple(lo)] |= differs
+        edge[tuple(hi)] |= differs
+    return edge.astype(np.float32)
+
+
+def foreground(labels: NDArray[np.integer]) -> NDArray[np.float32]:
+    """1 where ``labels > 0``."""
+    return (labels > 0).astype(np.float32)
+
+
+def distance_map(labels: NDArray[np.integer], scale: float) -> NDArray[np.float32]:
+    """``tanh(d / scale)``, ``d`` the in-section distance to the nearest boundary voxel."""
+    interior = boundary_map(labels) == 0
+    out = np.zeros(labels.shape, dtype=np.float32)
+    for z in range(labels.shape[0]):
+        section = interior[z]
+        if not section.any():
+            continue
+        if section.all():  # no boundary in this section: distance beyond the patch
+            out[z] = 1.0
+            continue
+        out[z] = np.tanh(ndimage.distance_transform_edt(section) / scale)
+    return out
+
+
+def target_channels(kind: str, offsets: Sequence[Sequence[int]]) -> int:
+    """Number of output channels of a target type."""
+    if kind not in TARGET_TYPES:
+        raise ValueError(f"unknown target type '{kind}'; available: {', '.join(TARGET_TYPES)}")
+    return len(offsets) if kind == "affinity" else 1
+
+
+def compute_targets(
+    labels: NDArray[np.integer],
+    mask: NDArray[np.bool_],
+    kinds: Sequence[str],
+    offsets: Sequence[Sequence[int]],
+    distance_scale: float = 5.0,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """All targets stacked ``(channels, z, y, x)`` and their loss weights (0 = ignore).
+
+    ``mask`` (``labels``' shape, True = use) zeroes the weight of excluded voxels in every
+    channel; affinities are further masked where the partner voxel is outside the patch.
+    """
+    targets, weights = [], []
+    valid = mask.astype(np.float32)[None]
+    for kind in kinds:
+        if kind == "affinity":
+            aff, aff_valid = affinities(labels, offsets)
+            targets.append(aff)
+            weights.append(aff_valid * valid)
+            continue
+        if kind == "boundary":
+            value = boundary_map(labels)
+        elif kind == "foreground":
+            value = foreground(labels)
+        elif kind == "distance":
+            value = distance_map(labels, distance_scale)
+        else:
+            raise ValueError(f"unknown target type '{kind}'; available: {', '.join(TARGET_TYPES)}")
+        targets.append(value[None])
+        weights.append(valid.copy())
+    return np.concatenate(targets), np.concatenate(weights)
