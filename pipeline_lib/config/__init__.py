@@ -160,6 +160,17 @@ def _check_files(specs: list[DatasetSpec]) -> None:
                     raise ConfigError(f"dataset '{spec.name}' {role}: file not found: {file}")
 
 
+def _check_block_shapes(data: Mapping[str, Any]) -> None:
+    """Block jobs write whole chunks only: each block shape must be a multiple of its chunk shape."""
+    for stage in ("predict", "decode"):
+        block, chunk = data[stage]["block_shape"], data[stage]["chunk_shape"]
+        if any(b % c for b, c in zip(block, chunk, strict=True)):
+            raise ConfigError(
+                f"config key '{stage}.block_shape': {block} must be a multiple of '{stage}.chunk_shape' {chunk}"
+                " (concurrent block jobs would write the same chunks)"
+            )
+
+
 def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings:
     """Validate a config mapping (as Snakemake loads it) and everything it refers to.
 
@@ -167,6 +178,7 @@ def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings
     file may declare data that is absent on this machine.
     """
     data = validate_with_defaults(config, "config", "config")
+    _check_block_shapes(data)
     declared = load_datasets(data["datasets_file"])
     _check_datasets(data["datasets"], declared, data["datasets_file"])
     selected = {name: declared[name] for name in data["datasets"]}

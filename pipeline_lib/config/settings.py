@@ -33,9 +33,12 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class DecoderSettings:
+    """One named decoder; ``params`` holds the method's own keys, validated per method by the schema."""
+
     method: str
     threshold: float
     min_size: int
+    small_objects: Literal["background", "merge"]
     params: dict[str, Any]
 
 

@@ -6,6 +6,8 @@ rule assemble:
         directory("results/volumes/{dataset}.zarr"),
     params:
         dataset=lambda wc: PLAN.raw_dataset(wc.dataset),
+    conda:
+        "../../envs/cpu.yaml"
     log:
         "logs/assemble/{dataset}.log",
     threads: threads("assemble")

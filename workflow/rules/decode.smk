@@ -10,6 +10,8 @@ rule decode_prepare:
     params:
         decoder=lambda wc: PLAN.config["decoders"][wc.decoder],
         decode=PLAN.config["decode"],
+    conda:
+        "../../envs/cpu.yaml"
     log:
         "logs/decode_prepare/{model}/{decoder}/{dataset}.log",
     script:
@@ -24,6 +26,8 @@ rule decode_block:
         temp("results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/{job}.done"),
     params:
         blocks=lambda wc: list(PLAN.decode_jobs(wc.dataset)[int(wc.job)]),
+    conda:
+        "../../envs/cpu.yaml"
     log:
         "logs/decode_block/{model}/{decoder}/{dataset}/{job}.log",
     threads: threads("decode")
@@ -44,6 +48,8 @@ rule decode:
         ),
     output:
         directory("results/segmentations/{model}/{decoder}/{dataset}.zarr"),
+    conda:
+        "../../envs/cpu.yaml"
     log:
         "logs/decode/{model}/{decoder}/{dataset}.log",
     resources:

@@ -5,6 +5,8 @@ rule evaluate:
         volume=volume("{dataset}"),
     output:
         "results/evaluations/{model}/{decoder}/{dataset}.json",
+    conda:
+        "../../envs/cpu.yaml"
     log:
         "logs/evaluate/{model}/{decoder}/{dataset}.log",
     resources:

@@ -11,6 +11,8 @@ rule predict_prepare:
     params:
         model=lambda wc: PLAN.config["models"][wc.model],
         predict=PLAN.config["predict"],
+    conda:
+        "../../envs/gpu.yaml"
     log:
         "logs/predict_prepare/{model}/{dataset}.log",
     script:
@@ -26,6 +28,8 @@ rule predict_block:
         temp("results/predictions/{model}/{dataset}.zarr.jobs/{job}.done"),
     params:
         blocks=lambda wc: list(PLAN.predict_jobs(wc.dataset)[int(wc.job)]),
+    conda:
+        "../../envs/gpu.yaml"
     log:
         "logs/predict_block/{model}/{dataset}/{job}.log",
     threads: threads("predict")
@@ -45,6 +49,8 @@ rule predict:
         ),
     output:
         directory("results/predictions/{model}/{dataset}.zarr"),
+    conda:
+        "../../envs/gpu.yaml"
     log:
         "logs/predict/{model}/{dataset}.log",
     script:

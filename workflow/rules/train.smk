@@ -9,6 +9,8 @@ rule train:
         loss_plot="results/models/{model}/loss.png",
     params:
         model=lambda wc: PLAN.config["models"][wc.model],
+    conda:
+        "../../envs/gpu.yaml"
     log:
         "logs/train/{model}.log",
     benchmark:

@@ -1,0 +1,86 @@
+"""Config validation: defaults filled from the schema, and one clear error per user mistake."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from pipeline_lib.config import load_config, load_datasets
+from pipeline_lib.errors import ConfigError
+
+
+def test_defaults_come_from_the_schema(tiny_run, repo_root):
+    _, config = tiny_run
+    settings = load_config(config)
+    schema = yaml.safe_load((repo_root / "pipeline_lib/schemas/config.schema.yaml").read_text())
+    model_defaults = schema["$defs"]["model"]["properties"]
+    assert settings.models["tiny"].learning_rate == model_defaults["learning_rate"]["default"]
+    assert settings.models["tiny"].patch_shape == (16, 32, 32)  # given, as a tuple
+    assert settings.predict.overlap == schema["properties"]["predict"]["properties"]["overlap"]["default"]
+    assert settings.resources["train"].gpus == 1  # per-rule default
+    assert settings.datasets_with_role("test") == ["tiny_test"]
+
+
+def test_demo_config_is_valid(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    config = yaml.safe_load((repo_root / "config/config.yaml").read_text())
+    settings = load_config(config)
+    assert set(settings.datasets) == {"demo_train", "demo_val", "demo_test"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["models"]["tiny"].update(learning_rat=0.1), "learning_rat"),
+        (lambda c: c["models"]["tiny"].update(learning_rate=-1), "models.tiny.learning_rate"),
+        (lambda c: c["decoders"]["cc"].update(threshold=1.5), "decoders.cc.threshold"),
+        (lambda c: c.pop("models"), "'models' is a required property"),
+        (lambda c: c.update(datasets=["tiny_train", "nope"]), "unknown dataset 'nope'"),
+        (lambda c: c.update(datasets=["tiny_test"]), "role 'train'"),
+        (lambda c: c["predict"].update(block_shape=[20, 32, 32]), "predict.block_shape"),
+        (lambda c: c.update(datasets_file="missing.yaml"), "missing.yaml: file not found"),
+    ],
+)
+def test_user_mistakes_name_the_key(tiny_run, edit, message):
+    _, config = tiny_run
+    config = copy.deepcopy(config)
+    edit(config)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(config)
+
+
+def test_missing_source_file_is_named(tmp_path):
+    datasets = {
+        "datasets": {
+            "real": {
+                "image": {"format": "hdf5", "path": "em.h5", "key": "raw"},
+                "labels": {"format": "hdf5", "path": "gt.h5", "key": "raw"},
+                "voxel_size": [40, 4, 4],
+                "roles": ["train", "test"],
+            }
+        }
+    }
+    path = tmp_path / "datasets.yaml"
+    path.write_text(yaml.safe_dump(datasets))
+    config = {
+        "datasets_file": str(path),
+        "datasets": ["real"],
+        "models": {"m": {"architecture": "unet"}},
+        "decoders": {"cc": {"method": "connected_components"}},
+    }
+    with pytest.raises(ConfigError, match=r"dataset 'real' image: file not found: .*em\.h5"):
+        load_config(config)
+    # Paths are relative to the datasets file.
+    assert load_datasets(path)["real"].image["path"] == str(tmp_path / "em.h5")
+
+
+def test_dataset_schema_errors_name_the_file_and_key(tmp_path):
+    path = tmp_path / "datasets.yaml"
+    path.write_text(yaml.safe_dump({"datasets": {"d": {"synthetic": {"shape": [8, 8, 8], "seed": 1}, "voxel_size": [1, 1], "roles": ["train"]}}}))
+    with pytest.raises(ConfigError, match=r"datasets.yaml: key 'datasets.d.voxel_size'"):
+        load_datasets(path)
+    path.write_text("datasets: {d: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_datasets(path)

@@ -1,0 +1,60 @@
+"""Shared fixtures: the repository root and a tiny synthetic dataset declaration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
+def write_yaml(path: Path, data: object) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+TINY_DATASETS = {
+    "datasets": {
+        "tiny_train": {"synthetic": {"shape": [24, 64, 64], "seed": 1, "cell_size": 14}, "voxel_size": [8, 8, 8], "roles": ["train"]},
+        "tiny_val": {"synthetic": {"shape": [16, 48, 48], "seed": 2, "cell_size": 14}, "voxel_size": [8, 8, 8], "roles": ["val"]},
+        "tiny_test": {"synthetic": {"shape": [24, 64, 64], "seed": 3, "cell_size": 14}, "voxel_size": [8, 8, 8], "roles": ["test"]},
+    }
+}
+
+
+def tiny_config(datasets_file: Path, max_steps: int = 20) -> dict[str, object]:
+    """A run small enough for tests: 4 prediction blocks in 2 jobs, 8 decoding blocks."""
+    return {
+        "datasets_file": str(datasets_file),
+        "datasets": ["tiny_train", "tiny_val", "tiny_test"],
+        "models": {
+            "tiny": {
+                "architecture": "unet",
+                "architecture_params": {"channels": [8, 16], "strides": [2], "num_res_units": 1},
+                "offsets": [[-1, 0, 0], [0, -1, 0], [0, 0, -1]],
+                "patch_shape": [16, 32, 32],
+                "max_steps": max_steps,
+                "val_every_n_steps": 10,
+                "val_batches": 1,
+            }
+        },
+        "decoders": {"cc": {"method": "connected_components", "threshold": 0.5, "min_size": 10}},
+        "assemble": {"chunk_shape": [8, 32, 32]},
+        "predict": {"block_shape": [24, 32, 32], "chunk_shape": [8, 32, 32], "blocks_per_job": 2},
+        "decode": {"block_shape": [8, 32, 32], "chunk_shape": [8, 32, 32], "blocks_per_job": 4},
+        "evaluate": {"block_shape": [8, 32, 32]},
+    }
+
+
+@pytest.fixture
+def tiny_run(tmp_path: Path) -> tuple[Path, dict[str, object]]:
+    """A working directory with a tiny datasets file and the matching config dict."""
+    datasets = write_yaml(tmp_path / "datasets.yaml", TINY_DATASETS)
+    return tmp_path, tiny_config(datasets)
