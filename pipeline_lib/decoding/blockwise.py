@@ -1,19 +1,31 @@
-"""Blockwise decoding with exact stitching across block faces.
+"""Blockwise decoding with stitching across block faces.
 
 Steps (each a Snakemake job or a group of block jobs, like prediction):
 
 1. :func:`prepare_decoding` creates ``<out>.partial`` with an empty ``segmentation``;
-2. :func:`decode_blocks` decodes blocks independently (each read with the decoder's halo),
-   makes ids globally unique (``block_id << 32 | local id``), writes them and records the
-   ids and voxel counts of each block;
-3. :func:`stitch_and_relabel` joins objects across every face between neighbouring blocks
-   where the affinity of an edge crossing the face exceeds the decoder threshold (union–find
-   over the pairs), removes objects smaller than ``min_size`` (global sizes), relabels all
-   blocks consecutively and publishes the store under its final name.
+2. :func:`decode_blocks` decodes blocks independently, each read with the decoder's halo,
+   makes ids globally unique (``block_id << 32 | local id``), writes the block's own region
+   and records the ids and voxel counts of the block (plus, for overlap stitching, the
+   labels the block gave inside its halo);
+3. :func:`stitch_and_relabel` finds the pairs of objects to join across every face between
+   neighbouring blocks (:mod:`~pipeline_lib.decoding.stitching`), joins them (union–find),
+   handles objects smaller than ``min_size`` by their *global* sizes (to background, or
+   merged into the neighbour they touch most), relabels all blocks consecutively and
+   publishes the store under its final name.
 
-For connected components this is exactly the whole-volume result up to a permutation of
-ids: an edge inside a block is used by that block's decoding, an edge crossing a face by the
-stitch, and each edge exactly once. Memory is bounded by one block plus the id tables.
+Connected components (``"affinity"`` stitching, no halo) give exactly the whole-volume
+result of :func:`~pipeline_lib.decoding.registry.decode_array` up to a permutation of ids:
+an edge inside a block is used by that block's decoding, an edge crossing a face by the
+stitch, and each edge exactly once; sizes and contacts are summed over blocks.
+
+Watershed, waterz and mutex watershed (``"overlap"`` stitching) decode each block with the
+halo ``params.halo`` and join objects of neighbouring blocks that agree on the overlap
+(``params.stitch_overlap``), as cluster_tools' blockwise mutex watershed does. This is an
+approximation of whole-volume decoding; ``tests/decoding/test_blockwise.py`` measures and
+bounds its deviation.
+
+Memory: one block with its halo at a time while decoding; while stitching, one block (or
+face slab) at a time plus the id tables and the halo slabs of the records.
 """
 
 from __future__ import annotations
@@ -21,19 +33,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import fastremap
 import numpy as np
-from numpy.typing import NDArray
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components as graph_components
 
 from pipeline_lib.config import DecoderSettings, DecodeSettings
+from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, read_affinities
 from pipeline_lib.decoding.connected_components import nearest_neighbour_channels
 from pipeline_lib.decoding.registry import get_decoder
-from pipeline_lib.geometry import BlockGrid, Box
-from pipeline_lib.inference.predict import AFFINITIES, decode_affinities
-from pipeline_lib.io.volumes import commit, create_array, open_array, partial_path, set_store_attrs, store_attrs, voxel_size
+from pipeline_lib.decoding.stitching import (
+    EMPTY_PAIRS,
+    affinity_face_pairs,
+    component_contacts,
+    components,
+    final_mapping,
+    halo_slabs,
+    overlap_face_pairs,
+    small_components,
+)
+from pipeline_lib.geometry import BlockGrid
+from pipeline_lib.io.volumes import (
+    commit,
+    create_array,
+    open_array,
+    partial_path,
+    set_store_attrs,
+    store_attrs,
+    voxel_size,
+)
 from pipeline_lib.progress import progress
 from pipeline_lib.provenance import provenance
 
@@ -47,17 +75,19 @@ def decode_grid(shape: tuple[int, ...], settings: DecodeSettings) -> BlockGrid:
     return BlockGrid.aligned(shape, settings.block_shape, settings.chunk_shape)
 
 
-def _offsets(affinities_store: str | Path) -> list[list[int]]:
-    offsets: list[list[int]] = open_array(affinities_store, AFFINITIES).attrs["offsets"]  # type: ignore[assignment]
-    return offsets
-
-
-def prepare_decoding(affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings) -> Path:
+def prepare_decoding(
+    affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
+) -> Path:
+    """Create the empty ``<output>.partial`` store for the block jobs to fill."""
     partial = partial_path(output)
     shape = open_array(affinities_store, AFFINITIES).shape[1:]
     decode_grid(shape, settings)  # rejects a misaligned block shape before any block runs
-    create_array(partial, SEGMENTATION, shape, np.uint64, settings.chunk_shape, voxel_size(affinities_store, AFFINITIES))
-    set_store_attrs(partial, {"provenance": provenance("decode", {"decoder": decoder, "decode": settings}, [affinities_store])})
+    create_array(
+        partial, SEGMENTATION, shape, np.uint64, settings.chunk_shape, voxel_size(affinities_store, AFFINITIES)
+    )
+    set_store_attrs(
+        partial, {"provenance": provenance("decode", {"decoder": decoder, "decode": settings}, [affinities_store])}
+    )
     (partial / "blocks").mkdir(exist_ok=True)
     return partial
 
@@ -66,84 +96,105 @@ def _block_record(partial: Path, block_id: int) -> Path:
     return partial / "blocks" / f"{block_id}.npz"
 
 
-def decode_blocks(affinities_store: str | Path, output: str | Path, block_ids: Iterable[int], decoder: DecoderSettings, settings: DecodeSettings) -> None:
+def _globalise(labels: np.ndarray, block_id: int) -> np.ndarray:
+    labels = labels.astype(np.uint64)
+    if int(labels.max(initial=0)) >> 32:
+        raise OverflowError(f"block {block_id}: more than 2**32 local labels")
+    foreground = labels != 0
+    labels[foreground] |= np.uint64(block_id) << BLOCK_ID_SHIFT
+    return labels
+
+
+def decode_blocks(
+    affinities_store: str | Path,
+    output: str | Path,
+    block_ids: Iterable[int],
+    decoder: DecoderSettings,
+    settings: DecodeSettings,
+) -> None:
     """Decode the given blocks into ``<output>.partial``, skipping blocks already done."""
     partial = partial_path(output)
     affinities = open_array(affinities_store, AFFINITIES)
     segmentation = open_array(partial, SEGMENTATION, mode="r+")
     grid = decode_grid(affinities.shape[1:], settings)
     method = get_decoder(decoder.method)
-    offsets = _offsets(affinities_store)
+    offsets = affinity_offsets(affinities_store)
     for block_id in block_ids:
         record = _block_record(partial, block_id)
         if record.exists():
             continue
         block = grid.block(block_id)
-        context = grid.with_halo(block_id, method.halo)
-        affs = decode_affinities(np.asarray(affinities[(slice(None), *context.slices)]))
-        labels = np.asarray(method.decode(affs, offsets, decoder))[block.relative_to(context)]
-        labels = labels.astype(np.uint64)
-        foreground = labels != 0
-        labels[foreground] |= np.uint64(block_id) << BLOCK_ID_SHIFT
+        context = grid.with_halo(block_id, method.halo(decoder))
+        decoded = _globalise(
+            np.asarray(method.decode(read_affinities(affinities, context), offsets, decoder)), block_id
+        )
+        labels = decoded[block.relative_to(context)]
         segmentation[block.slices] = labels
         ids, counts = fastremap.unique(labels, return_counts=True)
         keep = ids != 0
+        slabs = {}
+        if method.stitch == "overlap":
+            slabs = {name: decoded[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}
         tmp = record.with_suffix(".tmp.npz")
-        np.savez(tmp, ids=ids[keep], counts=counts[keep])
+        np.savez_compressed(tmp, ids=ids[keep], counts=counts[keep], **slabs)
         tmp.replace(record)
         log.info("decoded block %d %s: %d objects", block_id, block, int(keep.sum()))
 
 
-def _face_pairs(segmentation: object, affinities: object, block: Box, channels: tuple[int, int, int], threshold: float) -> NDArray[np.uint64]:
-    """Label pairs joined by an edge crossing the block's lower face along each axis."""
-    pairs = []
-    for axis in range(3):
-        if block.begin[axis] == 0:
-            continue
-        here = list(block.slices)
-        there = list(block.slices)
-        here[axis] = slice(block.begin[axis], block.begin[axis] + 1)
-        there[axis] = slice(block.begin[axis] - 1, block.begin[axis])
-        a = np.asarray(segmentation[tuple(here)]).ravel()  # type: ignore[index]
-        b = np.asarray(segmentation[tuple(there)]).ravel()  # type: ignore[index]
-        edge = decode_affinities(np.asarray(affinities[(channels[axis], *here)])).ravel()  # type: ignore[index]
-        joined = (edge > threshold) & (a != 0) & (b != 0)
-        pairs.append(np.stack([a[joined], b[joined]], axis=1))
-    return np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.uint64)
+def _face_pairs(
+    partial: Path, segmentation: Any, affinities_store: str | Path, grid: BlockGrid, decoder: DecoderSettings
+) -> np.ndarray:
+    """Pairs of block-local ids to join across all block faces."""
+    if get_decoder(decoder.method).stitch == "affinity":
+        affinities = open_array(affinities_store, AFFINITIES)
+        channels = nearest_neighbour_channels(affinity_offsets(affinities_store))
+        pairs = [
+            affinity_face_pairs(segmentation, affinities, box, channels, decoder.threshold) for _, box in grid.blocks()
+        ]
+        return np.concatenate([EMPTY_PAIRS, *pairs])
+    threshold = float(decoder.params["stitch_overlap"])
+    pairs = [EMPTY_PAIRS]
+    for block_id in range(len(grid)):
+        # one block's slabs and those of its lower neighbours are loaded at a time
+        index = grid.block_index(block_id)
+        needed = [block_id] + [
+            int(np.ravel_multi_index(tuple(i - (a == axis) for a, i in enumerate(index)), grid.grid_shape))
+            for axis in range(3)
+            if index[axis] > 0
+        ]
+        slabs = {i: np.load(_block_record(partial, i)) for i in needed}
+        pairs.append(overlap_face_pairs(segmentation, grid, block_id, slabs, threshold))
+    return np.concatenate(pairs)
 
 
-def _global_mapping(ids: NDArray[np.uint64], counts: NDArray[np.int64], pairs: NDArray[np.uint64], min_size: int) -> dict[int, int]:
-    """Block-local ids → final consecutive ids (0 for objects below ``min_size``)."""
-    index = {int(i): n for n, i in enumerate(ids)}
-    if len(pairs):
-        rows = np.fromiter((index[int(a)] for a in pairs[:, 0]), dtype=np.int64, count=len(pairs))
-        cols = np.fromiter((index[int(b)] for b in pairs[:, 1]), dtype=np.int64, count=len(pairs))
-    else:
-        rows = cols = np.zeros(0, dtype=np.int64)
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids)))
-    _, component = graph_components(graph, directed=False)
-    sizes = np.bincount(component, weights=counts, minlength=int(component.max(initial=-1)) + 1)
-    kept = sizes >= max(min_size, 1)
-    final = np.zeros(len(sizes), dtype=np.uint64)
-    final[kept] = np.arange(1, int(kept.sum()) + 1, dtype=np.uint64)
-    return dict(zip(ids.tolist(), final[component].tolist(), strict=True))
-
-
-def stitch_and_relabel(affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings) -> None:
-    """Join objects across block faces, filter by size, relabel consecutively, publish."""
+def stitch_and_relabel(
+    affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
+) -> None:
+    """Join objects across block faces, handle small objects, relabel consecutively, publish."""
     partial = partial_path(output)
-    affinities = open_array(affinities_store, AFFINITIES)
     segmentation = open_array(partial, SEGMENTATION, mode="r+")
     grid = decode_grid(segmentation.shape, settings)
     missing = [i for i in range(len(grid)) if not _block_record(partial, i).exists()]
     if missing:
         raise RuntimeError(f"{partial}: blocks {missing} were not decoded; rerun the workflow to decode them")
-    records = [np.load(_block_record(partial, i)) for i in range(len(grid))]
-    ids = np.concatenate([r["ids"] for r in records]).astype(np.uint64)
-    counts = np.concatenate([r["counts"] for r in records]).astype(np.int64)
-    channels = nearest_neighbour_channels(_offsets(affinities_store))
-    pairs = [_face_pairs(segmentation, affinities, box, channels, decoder.threshold) for _, box in grid.blocks()]
-    mapping = _global_mapping(ids, counts, np.concatenate(pairs), decoder.min_size)
+    ids_list, counts_list = [], []
+    for i in range(len(grid)):
+        with np.load(_block_record(partial, i)) as record:
+            ids_list.append(record["ids"])
+            counts_list.append(record["counts"])
+    ids = np.concatenate(ids_list).astype(np.uint64)
+    counts = np.concatenate(counts_list).astype(np.int64)
+    component = components(ids, _face_pairs(partial, segmentation, affinities_store, grid, decoder))
+    sizes = np.bincount(component, weights=counts, minlength=int(component.max(initial=-1)) + 1).astype(np.int64)
+    small: dict[int, int] = {}
+    if decoder.min_size > 1 and (sizes < decoder.min_size).any():
+        contact_pairs = np.zeros((0, 2), dtype=np.uint64)
+        contact_counts = np.zeros(0, dtype=np.int64)
+        if decoder.small_objects == "merge":
+            to_component = dict(zip(ids.tolist(), (component + 1).tolist(), strict=True))
+            contact_pairs, contact_counts = component_contacts(segmentation, grid, to_component)
+        small = small_components(sizes, decoder.min_size, decoder.small_objects, contact_pairs, contact_counts)
+    mapping = final_mapping(ids, component, sizes, small)
     mapping[0] = 0
     for _, box in progress(grid.blocks(), total=len(grid), desc="relabel"):
         block = np.asarray(segmentation[box.slices])
@@ -156,7 +207,9 @@ def stitch_and_relabel(affinities_store: str | Path, output: str | Path, decoder
     commit(partial, output)
 
 
-def decode_volume(affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings) -> None:
+def decode_volume(
+    affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
+) -> None:
     """All steps in one process (for tests and small volumes)."""
     prepare_decoding(affinities_store, output, decoder, settings)
     n_blocks = len(decode_grid(open_array(affinities_store, AFFINITIES).shape[1:], settings))

@@ -25,7 +25,10 @@ def nearest_neighbour_channels(offsets: Sequence[Sequence[int]]) -> tuple[int, i
         unit = tuple(-1 if a == axis else 0 for a in range(3))
         found = [k for k, o in enumerate(offsets) if tuple(o) == unit]
         if not found:
-            raise ConfigError(f"decoding needs the nearest-neighbour affinity {list(unit)}; model offsets are {[list(o) for o in offsets]}")
+            raise ConfigError(
+                f"decoding needs the nearest-neighbour affinity {list(unit)}; "
+                f"model offsets are {[list(o) for o in offsets]}"
+            )
         channels.append(found[0])
     z, y, x = channels
     return (z, y, x)

@@ -1,38 +1,61 @@
 """Decoders by method name: affinities of one block (with context) → instance labels.
 
 A decoder is a function ``(affinities (c, z, y, x) float32 in [0, 1], offsets, settings) ->
-labels (z, y, x)`` with 0 for background and positive ids otherwise. ``halo`` is the
-context it needs around a block for its result inside the block to be right.
+labels (z, y, x)`` with 0 for background and positive ids otherwise. Its registration says
+how blockwise results are stitched:
+
+- ``"affinity"``: exact; the decoder uses only edges inside the array it is given, and
+  blocks are joined across faces wherever the crossing edge exceeds the threshold (no halo);
+- ``"overlap"``: each block is decoded with the halo ``settings.params["halo"]`` and
+  neighbouring blocks are matched by their agreement in the overlap (see ``blockwise``).
+
+:func:`decode_array` decodes a whole in-memory array including post-processing (small
+objects, consecutive relabelling): the reference that blockwise decoding approximates.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline_lib.config import DecoderSettings
+from pipeline_lib.config import DecoderSettings, build
+from pipeline_lib.config.schema import validate_with_defaults
+from pipeline_lib.decoding.agglomeration import mutex_watershed, waterz_segmentation
 from pipeline_lib.decoding.connected_components import connected_components
+from pipeline_lib.decoding.postprocess import relabel_consecutive, remove_small_objects
+from pipeline_lib.decoding.watershed import seeded_watershed
 from pipeline_lib.errors import ConfigError
 
 DecodeFunction = Callable[[NDArray[np.float32], Sequence[Sequence[int]], DecoderSettings], NDArray[np.integer]]
+Stitch = Literal["affinity", "overlap"]
 
 
 @dataclass(frozen=True)
 class Decoder:
     decode: DecodeFunction
-    halo: tuple[int, int, int]
+    stitch: Stitch
+
+    def halo(self, settings: DecoderSettings) -> tuple[int, int, int]:
+        """Context read around each block."""
+        if self.stitch == "affinity":
+            return (0, 0, 0)
+        z, y, x = (int(v) for v in settings.params["halo"])
+        return (z, y, x)
 
 
 _DECODERS: dict[str, Decoder] = {}
 
 
-def register(method: str, halo: tuple[int, int, int] = (0, 0, 0)) -> Callable[[DecodeFunction], DecodeFunction]:
+def register(method: str, stitch: Stitch = "overlap") -> Callable[[DecodeFunction], DecodeFunction]:
+    """Register ``function`` as decoder ``method`` (also add the method to the config schema)."""
+
     def add(function: DecodeFunction) -> DecodeFunction:
-        _DECODERS[method] = Decoder(function, halo)
+        _DECODERS[method] = Decoder(function, stitch)
         return function
 
     return add
@@ -46,6 +69,55 @@ def get_decoder(method: str) -> Decoder:
     return _DECODERS[method]
 
 
-@register("connected_components")
-def _connected_components(affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings) -> NDArray[np.integer]:
+def decoder_settings(entry: Mapping[str, Any], name: str = "decoder") -> DecoderSettings:
+    """Validate one ``decoders`` entry of the config (filling schema defaults) into settings."""
+    config = {"datasets": ["_"], "models": {"_": {"architecture": "_"}}, "decoders": {name: dict(entry)}}
+    data = validate_with_defaults(config, "config", "decoder settings")
+    return build(DecoderSettings, data["decoders"][name])
+
+
+def decode_array(
+    affinities: NDArray[np.floating], offsets: Sequence[Sequence[int]], settings: DecoderSettings
+) -> NDArray[np.integer]:
+    """Whole-array decoding with post-processing: labels ``1..n``, 0 background."""
+    labels = get_decoder(settings.method).decode(affinities.astype(np.float32, copy=False), offsets, settings)
+    labels = remove_small_objects(labels, settings.min_size, settings.small_objects)
+    return relabel_consecutive(labels)
+
+
+@register("connected_components", stitch="affinity")
+def _connected_components(
+    affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
+) -> NDArray[np.integer]:
     return connected_components(affinities, offsets, settings.threshold)
+
+
+@register("seeded_watershed")
+def _seeded_watershed(
+    affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
+) -> NDArray[np.integer]:
+    p = settings.params
+    return seeded_watershed(affinities, offsets, settings.threshold, p["seed_min_size"], p["sigma"])
+
+
+@register("waterz")
+def _waterz(
+    affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
+) -> NDArray[np.integer]:
+    p = settings.params
+    return waterz_segmentation(
+        affinities, offsets, settings.threshold, p["merge_function"], p["aff_threshold_low"], p["aff_threshold_high"]
+    )
+
+
+@register("mutex_watershed")
+def _mutex_watershed(
+    affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
+) -> NDArray[np.integer]:
+    p = settings.params
+    return mutex_watershed(
+        affinities, offsets, settings.threshold, p["long_range_bias"], p["long_range_stride"], p["randomized_strides"]
+    )
+
+
+__all__ = ["Decoder", "decode_array", "decoder_settings", "get_decoder", "register"]

@@ -1,0 +1,39 @@
+"""Reading stored affinities without importing the inference stack (torch) into decode jobs.
+
+The array name and the encoding (``uint8`` 0–255 or ``float16``) are those written by
+:mod:`pipeline_lib.inference.predict`; ``tests/decoding`` checks that they agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pipeline_lib.geometry import Box
+from pipeline_lib.io.volumes import open_array
+
+AFFINITIES = "affinities"
+
+
+def as_float(stored: NDArray[Any]) -> NDArray[np.float32]:
+    """Affinities as float32 in [0, 1] from their stored form (uint8 0–255 or floats)."""
+    if stored.dtype == np.uint8:
+        return stored.astype(np.float32) / np.float32(255.0)
+    return stored.astype(np.float32, copy=False)
+
+
+def read_affinities(array: Any, box: Box, channels: int | slice = slice(None)) -> NDArray[np.float32]:
+    """Channels ``channels`` of ``array`` (c, z, y, x) inside ``box``, as float32."""
+    return as_float(np.asarray(array[(channels, *box.slices)]))
+
+
+def affinity_offsets(store: str | Path) -> list[list[int]]:
+    """The offsets recorded with the affinities of ``store``."""
+    offsets = open_array(store, AFFINITIES).attrs["offsets"]
+    return [[int(v) for v in o] for o in offsets]  # type: ignore[union-attr]
+
+
+__all__ = ["AFFINITIES", "affinity_offsets", "as_float", "read_affinities"]

@@ -1,0 +1,122 @@
+"""Connected components: the edge convention, and blockwise == whole-volume exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from decoding_helpers import NN_OFFSETS, decode_settings, read_segmentation, same_partition, write_affinities
+
+from pipeline_lib.decoding import decode_volume
+from pipeline_lib.decoding.affinity_io import as_float
+from pipeline_lib.decoding.connected_components import connected_components
+from pipeline_lib.decoding.registry import decode_array, decoder_settings
+from pipeline_lib.evaluation import evaluate_arrays
+from pipeline_lib.targets import affinities
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_edge_stored_at_v_joins_v_and_v_minus_one(axis: int) -> None:
+    # Along `axis`: edges stored at positions 1 and 3 are on, the one at 2 is off. With the
+    # DESIGN.md convention (value at v is the edge v — v-1) this gives {0,1} {2,3}; reading
+    # the edge one voxel off (v — v+1) would give {0} {1,2} {3}.
+    shape = [1, 1, 1]
+    shape[axis] = 4
+    affs = np.zeros((3, *shape), dtype=np.float32)
+    line = np.moveaxis(affs[axis], axis, 0)
+    line[[1, 3]] = 1.0
+    labels = np.moveaxis(connected_components(affs, NN_OFFSETS, 0.5), axis, 0).ravel()
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+
+
+def test_channel_order_follows_offsets_not_position() -> None:
+    offsets = [[0, 0, -1], [-1, 0, 0], [0, -1, 0]]  # x channel first
+    affs = np.zeros((3, 1, 1, 4), dtype=np.float32)
+    affs[0, 0, 0, [1, 3]] = 1.0
+    labels = connected_components(affs, offsets, 0.5).ravel()
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+
+
+def test_recovers_touching_labels_from_target_affinities() -> None:
+    labels = np.array([[[1, 1, 2, 2, 2, 3]]], dtype=np.uint32).repeat(3, axis=1).repeat(2, axis=0)
+    affs, _ = affinities(labels, NN_OFFSETS)
+    assert same_partition(connected_components(affs, NN_OFFSETS, 0.5), labels)
+
+
+def _random_affinities(shape: tuple[int, int, int], seed: int, p_on: float) -> np.ndarray:
+    """uint8-representable affinities: edges on with probability ``p_on`` (percolating clusters)."""
+    rng = np.random.default_rng(seed)
+    on = rng.random((3, *shape)) < p_on
+    return np.where(on, 200, 40).astype(np.uint8)
+
+
+def _snake_labels(shape: tuple[int, int, int]) -> np.ndarray:
+    """Objects that cross faces and corners, and one that leaves block 0 and re-enters it."""
+    labels = np.zeros(shape, dtype=np.uint32)
+    labels[1, 1:7, 2] = 1  # leaves the first 8x8x8 block along y ...
+    labels[1, 9, 2:6] = 1  # ... runs in the next block ...
+    labels[1, 1:10, 5] = 1  # ... and comes back into block 0
+    labels[1, 7:9, 2] = 1
+    labels[7:9, 7:9, 7:9] = 2  # a 2x2x2 cube around a block corner
+    labels[3, 3:20, 10] = 3  # a long rod crossing several y faces
+    labels[10:14, 12:14, 3:5] = 4  # inside one block
+    return labels
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_blockwise_equals_whole_volume_on_percolating_graph(tmp_path, seed: int) -> None:
+    shape = (19, 21, 18)  # not a multiple of the block: clipped border blocks
+    stored = _random_affinities(shape, seed, p_on=0.45)
+    write_affinities(tmp_path / "affs.zarr", stored.astype(np.float32) / 255, NN_OFFSETS, (8, 8, 8), dtype="uint8")
+    decoder = decoder_settings({"method": "connected_components", "threshold": 0.5})
+    decode_volume(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, decode_settings((8, 8, 8)))
+    blockwise = read_segmentation(tmp_path / "seg.zarr")
+    whole = decode_array(as_float(stored), NN_OFFSETS, decoder)
+    assert same_partition(blockwise, whole)
+    scores = evaluate_arrays(blockwise, whole)
+    assert scores.voi == pytest.approx(0.0, abs=1e-12) and scores.arand == 0.0
+    sizes = np.bincount(whole.ravel())
+    assert sizes[1:].max() > 8**3, "the test graph should have objects spanning several blocks"
+
+
+def test_blockwise_equals_whole_volume_on_snakes_and_corners(tmp_path) -> None:
+    labels = _snake_labels((16, 24, 16))
+    affs, _ = affinities(labels, NN_OFFSETS)
+    write_affinities(tmp_path / "affs.zarr", affs, NN_OFFSETS, (8, 8, 8))
+    decoder = decoder_settings({"method": "connected_components", "min_size": 2})
+    decode_volume(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, decode_settings((8, 8, 8)))
+    blockwise = read_segmentation(tmp_path / "seg.zarr")
+    assert same_partition(blockwise, labels)  # singletons (background voxels) removed by min_size
+
+
+@pytest.mark.parametrize("mode", ["background", "merge"])
+def test_min_size_uses_global_sizes(tmp_path, mode: str) -> None:
+    labels = np.zeros((8, 16, 8), dtype=np.uint32)
+    labels[2, 5:11, 2] = 1  # 6 voxels: 3 in each of two blocks (block shape 8)
+    labels[5, 1:3, 5] = 2  # 2 voxels, alone: removed in both modes
+    labels[5, 12:15, 2:6] = 3  # 12 voxels, kept
+    labels[5, 11, 2] = 4  # 1 voxel touching 3: background, or merged into 3
+    affs, _ = affinities(labels, NN_OFFSETS)
+    write_affinities(tmp_path / "affs.zarr", affs, NN_OFFSETS, (8, 8, 8))
+    decoder = decoder_settings({"method": "connected_components", "min_size": 5, "small_objects": mode})
+    decode_volume(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, decode_settings((8, 8, 8)))
+    seg = read_segmentation(tmp_path / "seg.zarr")
+    if mode == "background":  # every unlabelled voxel is a 1-voxel component: removed too
+        expected = labels.copy()
+        expected[(labels == 2) | (labels == 4)] = 0
+        assert same_partition(seg, expected)
+    else:  # small components (1-voxel background ones too) join the large neighbour they touch most
+        assert len(np.unique(seg[labels == 1])) == 1 and len(np.unique(seg[labels == 3])) == 1
+        assert seg[5, 11, 2] == seg[5, 12, 2] != 0
+        assert (seg[labels == 2] == 0).all() and seg[labels == 1][0] != seg[labels == 3][0]
+
+
+@pytest.mark.parametrize("mode", ["background", "merge"])
+def test_blockwise_small_objects_equal_whole_volume(tmp_path, mode: str) -> None:
+    shape = (17, 20, 16)
+    stored = _random_affinities(shape, 3, p_on=0.4)
+    write_affinities(tmp_path / "affs.zarr", stored.astype(np.float32) / 255, NN_OFFSETS, (8, 8, 8), dtype="uint8")
+    decoder = decoder_settings({"method": "connected_components", "min_size": 6, "small_objects": mode})
+    decode_volume(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, decode_settings((8, 8, 8)))
+    whole = decode_array(as_float(stored), NN_OFFSETS, decoder)
+    assert (whole == 0).any() == (mode == "background")
+    assert same_partition(read_segmentation(tmp_path / "seg.zarr"), whole)
