@@ -18,6 +18,7 @@ nearest-neighbour ones. Voxels never merged with any other come back as label 0.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import sys
@@ -30,18 +31,22 @@ from numpy.typing import NDArray
 from pipeline_lib.decoding.connected_components import nearest_neighbour_channels
 
 QUEUE_BINS = 256
+_LIBC = ctypes.CDLL(None)
 
 
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
-    """Send file descriptor 1 (C++ ``std::cout`` included) to /dev/null for the duration."""
+    """Send stdout to /dev/null for the duration: ``sys.stdout`` and file descriptor 1 (C/C++ output)."""
     sys.stdout.flush()
+    _LIBC.fflush(None)
     saved = os.dup(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 1)
-        yield
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # Python-level prints
+            yield
     finally:
+        _LIBC.fflush(None)  # C stdio buffers written while silenced go to /dev/null too
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
@@ -80,14 +85,15 @@ def waterz_segmentations(
     import waterz  # imported here: it is a heavy import and only this decoder needs it
 
     ordered = sorted({float(t) for t in thresholds}, reverse=True)
-    generator = waterz.agglomerate(
-        nearest_neighbour_affinities(affinities, offsets),
-        [1.0 - t for t in ordered],
-        aff_threshold_low=aff_threshold_low,
-        aff_threshold_high=aff_threshold_high,
-        scoring_function=scoring_function(merge_function),
-        discretize_queue=QUEUE_BINS,
-    )
+    with _quiet_stdout():
+        generator = waterz.agglomerate(
+            nearest_neighbour_affinities(affinities, offsets),
+            [1.0 - t for t in ordered],
+            aff_threshold_low=aff_threshold_low,
+            aff_threshold_high=aff_threshold_high,
+            scoring_function=scoring_function(merge_function),
+            discretize_queue=QUEUE_BINS,
+        )
     for threshold in ordered:
         with _quiet_stdout():
             labels = next(generator)
