@@ -10,12 +10,15 @@ Two ways to find the object pairs to join, chosen by the decoder's registration:
 - :func:`overlap_face_pairs` (watershed, waterz, mutex watershed): each block was decoded
   with a halo, and the labels it gave inside the halo were kept (``halo slabs``). Across the
   face between blocks A (below) and B (above), B's halo labels on A's side are compared with
-  A's own labels there, and A's halo labels on B's side with B's own labels. Objects ``p``
+  A's own labels there, and A's halo labels on B's side with B's own labels (the overlap
+  stitching of cluster_tools' blockwise mutex watershed, ``stitch_faces``). Objects ``p``
   and ``q`` that share ``n`` voxels in such an overlap are joined when
-  ``max(n / n_p, n / n_q) > stitch_overlap``, with ``n_p`` and ``n_q`` their voxel counts in
-  the overlap: the overlap-agreement rule of cluster_tools' ``stitch_faces`` (the objects
-  agree on most of the voxels of one of them). Objects seen only in a halo (no voxel in any
-  block's own region) are ignored, so they cannot bridge two objects.
+  ``min(n / n_p, n / n_q) > stitch_overlap``, with ``n_p`` and ``n_q`` their voxel counts in
+  the overlap: *mutual* agreement. A one-sided rule (the larger ratio) was tried first: on
+  noisy affinities it let one object wrongly merged near a block's context edge join
+  everything it overlaps, and the deviation from whole-volume decoding was 3–10× larger.
+  Objects seen only in a halo (no voxel in any block's own region) are ignored, so they
+  cannot bridge two objects.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def agreeing_pairs(p: NDArray[np.integer], q: NDArray[np.integer], threshold: fl
         return EMPTY_PAIRS
     cells, n = np.unique(p_inv[both].astype(np.int64) * len(q_ids) + q_inv[both], return_counts=True)
     pi, qi = np.divmod(cells, len(q_ids))
-    agree = np.maximum(n / p_counts[pi], n / q_counts[qi]) > threshold
+    agree = np.minimum(n / p_counts[pi], n / q_counts[qi]) > threshold
     return np.stack([p_ids[pi[agree]], q_ids[qi[agree]]], axis=1)
 
 
