@@ -1,0 +1,170 @@
+"""Loading trained models and turning them into a window predictor for the sliding window.
+
+A :class:`WindowPredictor` maps a batch of image windows ``(B, 1, z, y, x)`` to affinity
+probabilities ``(B, C, z, y, x)`` (sigmoid of the logits, float32):
+
+- **precision**: the forward pass runs under ``torch.autocast`` in fp16 or bf16 when asked
+  (see :func:`autocast_dtype`); outputs are cast back to float32 before anything else;
+- **test-time augmentation**: every variant of :mod:`pipeline_lib.inference.tta` is run and
+  inverted exactly, then combined (mean/min/max over the variants that have a value);
+- **ensemble**: with several models, their TTA-combined probabilities are averaged;
+- **Monte-Carlo dropout**: with ``mc_samples = N > 0`` the dropout layers stay active and
+  the predictor returns ``(mean, variance)`` over N stochastic passes of the above.
+
+It is always called inside ``torch.inference_mode()`` by the sliding window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from pipeline_lib.errors import ConfigError
+from pipeline_lib.inference.tta import Combine, Combiner, Variant, inverse_plan, invert
+from pipeline_lib.training.module import AffinityModule
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "32", "16-mixed", "bf16-mixed"]
+Checkpoints = str | Path | Sequence[str | Path]
+
+
+def checkpoint_list(checkpoints: Checkpoints) -> list[Path]:
+    """One checkpoint path or several (an ensemble) as a list of paths."""
+    if isinstance(checkpoints, str | Path):
+        return [Path(checkpoints)]
+    paths = [Path(c) for c in checkpoints]
+    if not paths:
+        raise ConfigError("prediction needs at least one checkpoint")
+    return paths
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or CUDA when available and ``device`` is None, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> AffinityModule:
+    """The trained module in eval mode on ``device``."""
+    module = AffinityModule.load_from_checkpoint(str(checkpoint), map_location=device)
+    module.eval()
+    return module
+
+
+def load_models(
+    checkpoints: Checkpoints, offsets: Sequence[Sequence[int]], device: torch.device, compile: bool = False
+) -> list[nn.Module]:
+    """The modules of one or several checkpoints; all must predict ``offsets`` in this order."""
+    expected = [tuple(int(v) for v in o) for o in offsets]
+    models: list[nn.Module] = []
+    for path in checkpoint_list(checkpoints):
+        module = load_model(path, device)
+        if list(module.offsets) != expected:
+            raise ConfigError(f"{path}: the checkpoint predicts offsets {module.offsets}, the config says {expected}")
+        models.append(torch.compile(module) if compile else module)  # type: ignore[arg-type]
+    return models
+
+
+def autocast_dtype(precision: Precision, model_precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of inference, or None for plain fp32.
+
+    ``auto`` follows the model's training precision on CUDA and is fp32 on the CPU; an
+    explicit ``bf16-mixed`` is honoured on the CPU too, ``16-mixed`` falls back to fp32 there
+    (CPU fp16 autocast is slow and poorly supported).
+    """
+    if precision == "auto":
+        precision = "32" if device.type != "cuda" else model_precision  # type: ignore[assignment]
+    if precision == "bf16-mixed":
+        return torch.bfloat16
+    if precision == "16-mixed":
+        if device.type != "cuda":
+            log.warning("fp16 autocast requested on %s: predicting in fp32", device)
+            return None
+        return torch.float16
+    return None
+
+
+def enable_mc_dropout(model: nn.Module) -> int:
+    """Put the dropout layers of an eval-mode model back in training mode; returns how many."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            m.train()
+            n += 1
+    return n
+
+
+class WindowPredictor:
+    """Callable for MONAI's sliding window: windows → affinity probabilities (see module doc)."""
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        offsets: Sequence[Sequence[int]],
+        tta_variants: Sequence[Variant] = (Variant(),),
+        combine: Combine = "mean",
+        dtype: torch.dtype | None = None,
+        mc_samples: int = 0,
+    ) -> None:
+        if not models:
+            raise ValueError("WindowPredictor needs at least one model")
+        if not tta_variants or tta_variants[0] != Variant():
+            raise ValueError("the identity must be the first TTA variant")
+        self.models = list(models)
+        self.variants = list(tta_variants)
+        self.plans = [inverse_plan(v, offsets) for v in self.variants]
+        self.complete = [all(p.shift is None for p in plan) for plan in self.plans]
+        self.combine = combine
+        self.dtype = dtype
+        self.mc_samples = mc_samples
+        if mc_samples > 0:
+            for model in self.models:
+                if enable_mc_dropout(model) == 0:
+                    raise ConfigError(
+                        "config key 'predict.mc_dropout_samples': the model has no dropout layers "
+                        "(set architecture_params.dropout > 0 when training, or set it to 0)"
+                    )
+
+    @property
+    def passes_per_window(self) -> int:
+        """Forward passes per window: models × variants × max(1, mc_samples)."""
+        return len(self.models) * len(self.variants) * max(1, self.mc_samples)
+
+    def _forward(self, model: nn.Module, windows: torch.Tensor) -> torch.Tensor:
+        if self.dtype is None:
+            logits = model(windows)
+        else:
+            with torch.autocast(windows.device.type, dtype=self.dtype):
+                logits = model(windows)
+        return torch.sigmoid(logits.float())
+
+    def _one_pass(self, windows: torch.Tensor) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        for model in self.models:
+            combiner = Combiner(self.combine)
+            for variant, plan, complete in zip(self.variants, self.plans, self.complete, strict=True):
+                combiner.add(invert(self._forward(model, variant.forward(windows)), variant, plan), complete)
+            result = combiner.result()
+            total = result if total is None else total + result
+        assert total is not None
+        return total / len(self.models) if len(self.models) > 1 else total
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.mc_samples <= 0:
+            return self._one_pass(windows)
+        mean = torch.zeros(())
+        sq = torch.zeros(())
+        for _ in range(self.mc_samples):
+            p = self._one_pass(windows)
+            mean = mean + p
+            sq = sq + p * p
+        mean = mean / self.mc_samples
+        variance = (sq / self.mc_samples - mean * mean).clamp_min(0.0)
+        return mean, variance

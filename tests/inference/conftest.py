@@ -1,0 +1,96 @@
+"""Shared helpers of the inference tests: settings from the schema, volumes, models, an oracle."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline_lib.config import ModelSettings, PredictSettings, build
+from pipeline_lib.config.schema import validate_with_defaults
+from pipeline_lib.io.volumes import create_array
+from pipeline_lib.training.module import AffinityModule
+
+SHORT = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
+LONG = SHORT + [[-3, 0, 0], [0, -3, 0], [0, 0, -3], [0, -9, 0], [0, 0, -9]]
+
+
+def settings(
+    model: dict[str, Any] | None = None, predict: dict[str, Any] | None = None
+) -> tuple[ModelSettings, PredictSettings]:
+    """Model and predict settings from the schema defaults plus ``model``/``predict`` overrides."""
+    config = {
+        "datasets": ["x"],
+        "models": {"m": {"architecture": "unet", **(model or {})}},
+        "decoders": {"d": {"method": "connected_components"}},
+        "predict": predict or {},
+    }
+    data = validate_with_defaults(config, "config", "test")
+    return build(ModelSettings, data["models"]["m"]), build(PredictSettings, data["predict"])
+
+
+def random_labels(shape: Sequence[int], cell: int = 6, seed: int = 0) -> np.ndarray:
+    """Blocky random labels (0 included) of ``shape``; neighbours differ often, long edges too."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 7, size=[-(-s // cell) + 1 for s in shape])
+    shift = rng.integers(0, cell, size=3)
+    labels = coarse.repeat(cell, 0).repeat(cell, 1).repeat(cell, 2)
+    return labels[tuple(slice(int(o), int(o) + s) for o, s in zip(shift, shape, strict=True))].astype(np.int64)
+
+
+class Oracle(nn.Module):
+    """A "model" whose logits are ±1000 at the true affinities of its input, read as labels.
+
+    Edges whose partner lies outside the input are 0 (undefined), as in ``targets.affinities``.
+    """
+
+    def __init__(self, offsets: Sequence[Sequence[int]]) -> None:
+        super().__init__()
+        self.offsets = [tuple(o) for o in offsets]
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        labels = image[:, 0]
+        out = torch.zeros((labels.shape[0], len(self.offsets), *labels.shape[1:]), dtype=torch.bool)
+        for k, offset in enumerate(self.offsets):
+            here = (slice(None), *(slice(-o, None) for o in offset))
+            there = (slice(None), *(slice(None, o if o else None) for o in offset))
+            a, b = labels[here], labels[there]
+            out[(slice(None), k, *here[1:])] = (a == b) & (a != 0)
+        return torch.where(out, 1000.0, -1000.0)
+
+
+def save_checkpoint(path: Path, model: ModelSettings, seed: int = 0) -> Path:
+    """A Lightning checkpoint of an untrained :class:`AffinityModule` for ``model``."""
+    torch.manual_seed(seed)
+    wanted = {
+        "architecture": model.architecture,
+        "architecture_params": dict(model.architecture_params),
+        "offsets": [list(o) for o in model.offsets],
+        "learning_rate": model.learning_rate,
+        "boundary_weight": model.boundary_weight,
+    }
+    accepted = inspect.signature(AffinityModule.__init__).parameters
+    module = AffinityModule(**{k: v for k, v in wanted.items() if k in accepted})
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
+    return path
+
+
+def write_volume(store: Path, image: np.ndarray, chunks: Sequence[int] = (16, 32, 32)) -> Path:
+    """A pipeline volume store with array ``image``."""
+    array = create_array(store, "image", image.shape, image.dtype, chunks, (8.0, 8.0, 8.0))
+    array[...] = image
+    return store
