@@ -81,8 +81,12 @@ def decode_array(
 ) -> NDArray[np.integer]:
     """Whole-array decoding with post-processing: labels ``1..n``, 0 background."""
     labels = get_decoder(settings.method).decode(affinities.astype(np.float32, copy=False), offsets, settings)
-    labels = remove_small_objects(labels, settings.min_size, settings.small_objects)
-    return relabel_consecutive(labels)
+    return postprocess(labels, settings)
+
+
+def postprocess(labels: NDArray[np.integer], settings: DecoderSettings) -> NDArray[np.integer]:
+    """Small objects per ``settings`` (whole-array sizes), then consecutive labels ``1..n``."""
+    return relabel_consecutive(remove_small_objects(labels, settings.min_size, settings.small_objects))
 
 
 @register("connected_components", stitch="affinity")
@@ -120,4 +124,4 @@ def _mutex_watershed(
     )
 
 
-__all__ = ["Decoder", "decode_array", "decoder_settings", "get_decoder", "register"]
+__all__ = ["Decoder", "decode_array", "decoder_settings", "get_decoder", "postprocess", "register"]

@@ -1,0 +1,139 @@
+"""Decoder parameter sweep: one decoder over a list of thresholds on a validation volume.
+
+:func:`sweep` decodes the whole affinity volume in memory once per threshold (waterz: one
+agglomeration pass yields every threshold), scores each result against the volume's
+``labels`` with the CREMI conventions of :mod:`pipeline_lib.evaluation` (ground-truth label
+0 ignored), and writes
+
+- ``out_csv``: one row per threshold — ``threshold, voi_split, voi_merge, voi, arand,
+  arand_precision, arand_recall, n_seg_objects, n_gt_objects, seconds`` (sorted by threshold);
+- ``out_png``: VOI split, merge and total (bits, left axis) and ARAND (right axis) against
+  the threshold, the best one marked.
+
+It returns the best row (lowest ``criterion``; ties go to the higher threshold, i.e. the
+more conservative, less merged result) as a dict. Outputs are written atomically.
+Memory: the affinities, labels and one or two segmentations of the validation volume.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pipeline_lib.config import DecoderSettings
+from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, as_float
+from pipeline_lib.decoding.agglomeration import waterz_segmentations
+from pipeline_lib.decoding.registry import decode_array, postprocess
+from pipeline_lib.evaluation import evaluate_arrays
+from pipeline_lib.io.volumes import atomic_file, open_array
+
+Criterion = Literal["arand", "voi"]
+COLUMNS = (
+    "threshold",
+    "voi_split",
+    "voi_merge",
+    "voi",
+    "arand",
+    "arand_precision",
+    "arand_recall",
+    "n_seg_objects",
+    "n_gt_objects",
+    "seconds",
+)
+
+
+def segmentations(
+    affinities: NDArray[np.float32],
+    offsets: Sequence[Sequence[int]],
+    decoder: DecoderSettings,
+    thresholds: Sequence[float],
+) -> Iterator[tuple[float, NDArray[np.integer]]]:
+    """``(threshold, post-processed labels)`` for each threshold, in no particular order."""
+    if decoder.method == "waterz":
+        p = decoder.params
+        results = waterz_segmentations(
+            affinities, offsets, thresholds, p["merge_function"], p["aff_threshold_low"], p["aff_threshold_high"]
+        )
+        for threshold, labels in results:
+            yield threshold, postprocess(labels, decoder)
+        return
+    for threshold in sorted(set(thresholds)):
+        yield threshold, decode_array(affinities, offsets, dataclasses.replace(decoder, threshold=float(threshold)))
+
+
+def _plot(rows: list[dict[str, Any]], best: dict[str, Any], criterion: str, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [r["threshold"] for r in rows]
+    fig, voi_axis = plt.subplots(figsize=(6, 4))
+    for key, style in (("voi_split", "--"), ("voi_merge", ":"), ("voi", "-")):
+        voi_axis.plot(t, [r[key] for r in rows], style, marker="o", color="tab:blue", label=key.replace("_", " "))
+    voi_axis.set_xlabel("threshold")
+    voi_axis.set_ylabel("VOI (bits)", color="tab:blue")
+    arand_axis = voi_axis.twinx()
+    arand_axis.plot(t, [r["arand"] for r in rows], "-", marker="s", color="tab:red", label="ARAND")
+    arand_axis.set_ylabel("adapted Rand error", color="tab:red")
+    voi_axis.axvline(best["threshold"], color="grey", alpha=0.5)
+    voi_axis.set_title(f"{title}: best {criterion} at threshold {best['threshold']:g}")
+    lines = voi_axis.get_legend_handles_labels()[0] + arand_axis.get_legend_handles_labels()[0]
+    voi_axis.legend(lines, [str(line.get_label()) for line in lines], loc="upper center", fontsize="small")
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def sweep(
+    affinities_store: str | Path,
+    volume_store: str | Path,
+    decoder: DecoderSettings,
+    thresholds: Sequence[float],
+    out_csv: str | Path,
+    out_png: str | Path,
+    criterion: Criterion = "arand",
+    out_json: str | Path | None = None,
+) -> dict[str, Any]:
+    """Decode ``affinities_store`` at each threshold, score against ``volume_store``'s labels.
+
+    Writes the table ``out_csv`` and the plot ``out_png`` (and, if given, the best row as
+    JSON ``out_json``); returns the best row: ``{"threshold": ..., "criterion": ..., <scores>}``.
+    """
+    if not thresholds or any(not 0.0 <= t <= 1.0 for t in thresholds):
+        raise ValueError(f"thresholds must be a non-empty list of numbers in [0, 1], got {list(thresholds)}")
+    affinities = as_float(np.asarray(open_array(affinities_store, AFFINITIES)[...]))
+    labels = np.asarray(open_array(volume_store, "labels")[...])
+    if labels.shape != affinities.shape[1:]:
+        raise ValueError(f"labels shape {labels.shape} differs from affinities shape {affinities.shape[1:]}")
+    rows = []
+    start = time.perf_counter()
+    for threshold, segmentation in segmentations(affinities, affinity_offsets(affinities_store), decoder, thresholds):
+        scores = evaluate_arrays(segmentation, labels).to_dict()
+        rows.append({"threshold": threshold, **scores, "voi": scores["voi_split"] + scores["voi_merge"]})
+        rows[-1]["seconds"] = round(time.perf_counter() - start, 3)
+        start = time.perf_counter()
+    rows.sort(key=lambda r: r["threshold"])
+    best = min(reversed(rows), key=lambda r: r[criterion])
+    with atomic_file(out_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    _plot(rows, best, criterion, decoder.method, Path(out_png))
+    result = {"criterion": criterion, "method": decoder.method, **{k: best[k] for k in COLUMNS}}
+    if out_json is not None:
+        with atomic_file(out_json) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+    return result
+
+
+__all__ = ["COLUMNS", "segmentations", "sweep"]
