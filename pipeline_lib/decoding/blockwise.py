@@ -47,7 +47,7 @@ from pipeline_lib.decoding.stitching import (
     affinity_face_pairs,
     component_contacts,
     components,
-    final_mapping,
+    final_labels,
     halo_slabs,
     overlap_face_pairs,
     small_components,
@@ -96,13 +96,29 @@ def _block_record(partial: Path, block_id: int) -> Path:
     return partial / "blocks" / f"{block_id}.npz"
 
 
-def _globalise(labels: np.ndarray, block_id: int) -> np.ndarray:
-    labels = labels.astype(np.uint64)
-    if int(labels.max(initial=0)) >> 32:
-        raise OverflowError(f"block {block_id}: more than 2**32 local labels")
-    foreground = labels != 0
-    labels[foreground] |= np.uint64(block_id) << BLOCK_ID_SHIFT
-    return labels
+def _compact(decoded: np.ndarray, core: tuple[slice, ...], block_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Globally unique ids for a decoded context, and the voxel counts of the core's objects.
+
+    The core's objects get local ids ``1..n`` (in the order of their decoder ids), objects
+    seen only in the halo ``n+1..``; the id is ``block_id << 32 | local id`` (0 stays 0).
+    """
+    core_ids, counts = fastremap.unique(decoded[core], return_counts=True)
+    keep = core_ids != 0
+    core_ids, counts = core_ids[keep], counts[keep]
+    every = fastremap.unique(decoded)
+    halo_only = np.setdiff1d(every[every != 0], core_ids)
+    if len(core_ids) + len(halo_only) >= 2**32:
+        raise OverflowError(f"block {block_id}: 2**32 or more objects")
+    base = np.uint64(block_id) << BLOCK_ID_SHIFT
+    mapping = {0: 0}
+    mapping.update(
+        zip(core_ids.tolist(), (base + np.arange(1, len(core_ids) + 1, dtype=np.uint64)).tolist(), strict=True)
+    )
+    first_halo = len(core_ids) + 1
+    halo_new = base + np.arange(first_halo, first_halo + len(halo_only), dtype=np.uint64)
+    mapping.update(zip(halo_only.tolist(), halo_new.tolist(), strict=True))
+    labels = fastremap.remap(decoded.astype(np.uint64, copy=False), mapping, preserve_missing_labels=False)
+    return labels, counts.astype(np.int64)
 
 
 def decode_blocks(
@@ -125,20 +141,16 @@ def decode_blocks(
             continue
         block = grid.block(block_id)
         context = grid.with_halo(block_id, method.halo(decoder))
-        decoded = _globalise(
-            np.asarray(method.decode(read_affinities(affinities, context), offsets, decoder)), block_id
-        )
-        labels = decoded[block.relative_to(context)]
-        segmentation[block.slices] = labels
-        ids, counts = fastremap.unique(labels, return_counts=True)
-        keep = ids != 0
+        decoded = np.asarray(method.decode(read_affinities(affinities, context), offsets, decoder))
+        decoded, counts = _compact(decoded, block.relative_to(context), block_id)
+        segmentation[block.slices] = decoded[block.relative_to(context)]
         slabs = {}
         if method.stitch == "overlap":
             slabs = {name: decoded[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}
         tmp = record.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, ids=ids[keep], counts=counts[keep], **slabs)
+        np.savez_compressed(tmp, counts=counts, **slabs)
         tmp.replace(record)
-        log.info("decoded block %d %s: %d objects", block_id, block, int(keep.sum()))
+        log.info("decoded block %d %s: %d objects", block_id, block, len(counts))
 
 
 def _face_pairs(
@@ -177,13 +189,19 @@ def stitch_and_relabel(
     missing = [i for i in range(len(grid)) if not _block_record(partial, i).exists()]
     if missing:
         raise RuntimeError(f"{partial}: blocks {missing} were not decoded; rerun the workflow to decode them")
-    ids_list, counts_list = [], []
+    counts_list = []
     for i in range(len(grid)):
         with np.load(_block_record(partial, i)) as record:
-            ids_list.append(record["ids"])
-            counts_list.append(record["counts"])
-    ids = np.concatenate(ids_list).astype(np.uint64)
-    counts = np.concatenate(counts_list).astype(np.int64)
+            counts_list.append(record["counts"].astype(np.int64))
+    starts = np.cumsum([0] + [len(c) for c in counts_list])
+    ids = np.concatenate(
+        [np.zeros(0, dtype=np.uint64)]
+        + [
+            (np.uint64(i) << BLOCK_ID_SHIFT) + np.arange(1, len(c) + 1, dtype=np.uint64)
+            for i, c in enumerate(counts_list)
+        ]
+    )  # sorted: by block, then local id
+    counts = np.concatenate([np.zeros(0, dtype=np.int64), *counts_list])
     component = components(ids, _face_pairs(partial, segmentation, affinities_store, grid, decoder))
     sizes = np.bincount(component, weights=counts, minlength=int(component.max(initial=-1)) + 1).astype(np.int64)
     small: dict[int, int] = {}
@@ -191,15 +209,14 @@ def stitch_and_relabel(
         contact_pairs = np.zeros((0, 2), dtype=np.uint64)
         contact_counts = np.zeros(0, dtype=np.int64)
         if decoder.small_objects == "merge":
-            to_component = dict(zip(ids.tolist(), (component + 1).tolist(), strict=True))
-            contact_pairs, contact_counts = component_contacts(segmentation, grid, to_component)
+            contact_pairs, contact_counts = component_contacts(segmentation, grid, ids, component)
         small = small_components(sizes, decoder.min_size, decoder.small_objects, contact_pairs, contact_counts)
-    mapping = final_mapping(ids, component, sizes, small)
-    mapping[0] = 0
-    for _, box in progress(grid.blocks(), total=len(grid), desc="relabel"):
-        block = np.asarray(segmentation[box.slices])
-        segmentation[box.slices] = fastremap.remap(block, mapping, preserve_missing_labels=False)
-    n_objects = max(mapping.values(), default=0)
+    final = final_labels(component, sizes, small)
+    for block_id, box in progress(grid.blocks(), total=len(grid), desc="relabel"):
+        table = np.concatenate([np.zeros(1, dtype=np.uint64), final[starts[block_id] : starts[block_id + 1]]])
+        local = np.asarray(segmentation[box.slices]) & np.uint64(0xFFFFFFFF)
+        segmentation[box.slices] = table[local]
+    n_objects = int(final.max(initial=0))
     attrs = store_attrs(partial)
     attrs["provenance"]["n_objects"] = int(n_objects)
     set_store_attrs(partial, {"provenance": attrs["provenance"], "complete": True})

@@ -2,6 +2,9 @@
 
 Two voxels ``v`` and ``v - e_a`` are joined when the affinity stored at ``v`` in the
 channel with offset ``-e_a`` exceeds the threshold (the convention of ``DESIGN.md``).
+Voxels joined to no neighbour are background (0). Blockwise, a block is decoded with a
+one-voxel halo so that this is decided with all six edges of every voxel; any path through
+the halo is a real path of the whole graph, so the stitched result stays exact.
 """
 
 from __future__ import annotations
@@ -56,7 +59,18 @@ def affinity_graph(
 def connected_components(
     affinities: NDArray[np.floating], offsets: Sequence[Sequence[int]], threshold: float
 ) -> NDArray[np.uint32]:
-    """Labels 1..n of the components of the thresholded graph (every voxel gets a label)."""
+    """Labels of the components of the thresholded graph; voxels without any edge are 0.
+
+    A voxel none of whose six edges exceeds the threshold is background (a boundary voxel),
+    not a one-voxel object. Labels are positive but not necessarily consecutive.
+    """
     graph = affinity_graph(affinities, offsets, threshold)
     labels: NDArray[np.uint32] = cc3d.color_connectivity_graph(graph, connectivity=6)
+    linked = graph != 0  # has an edge to its lower neighbour along some axis
+    for axis, bit in enumerate(MINUS_BIT):
+        upper = [slice(None)] * 3
+        lower = [slice(None)] * 3
+        upper[axis], lower[axis] = slice(1, None), slice(None, -1)
+        linked[tuple(lower)] |= (graph[tuple(upper)] & bit) != 0  # ... or from its upper neighbour
+    labels[~linked] = 0
     return labels

@@ -4,8 +4,8 @@ A decoder is a function ``(affinities (c, z, y, x) float32 in [0, 1], offsets, s
 labels (z, y, x)`` with 0 for background and positive ids otherwise. Its registration says
 how blockwise results are stitched:
 
-- ``"affinity"``: exact; the decoder uses only edges inside the array it is given, and
-  blocks are joined across faces wherever the crossing edge exceeds the threshold (no halo);
+- ``"affinity"``: exact; the decoder uses only real edges of the array it is given, and
+  blocks are joined across faces wherever the crossing edge exceeds the threshold;
 - ``"overlap"``: each block is decoded with the halo ``settings.params["halo"]`` and
   neighbouring blocks are matched by their agreement in the overlap (see ``blockwise``).
 
@@ -39,11 +39,12 @@ Stitch = Literal["affinity", "overlap"]
 class Decoder:
     decode: DecodeFunction
     stitch: Stitch
+    fixed_halo: tuple[int, int, int] | None  # None: ``settings.params["halo"]``
 
     def halo(self, settings: DecoderSettings) -> tuple[int, int, int]:
         """Context read around each block."""
-        if self.stitch == "affinity":
-            return (0, 0, 0)
+        if self.fixed_halo is not None:
+            return self.fixed_halo
         z, y, x = (int(v) for v in settings.params["halo"])
         return (z, y, x)
 
@@ -51,11 +52,16 @@ class Decoder:
 _DECODERS: dict[str, Decoder] = {}
 
 
-def register(method: str, stitch: Stitch = "overlap") -> Callable[[DecodeFunction], DecodeFunction]:
-    """Register ``function`` as decoder ``method`` (also add the method to the config schema)."""
+def register(
+    method: str, stitch: Stitch = "overlap", halo: tuple[int, int, int] | None = None
+) -> Callable[[DecodeFunction], DecodeFunction]:
+    """Register ``function`` as decoder ``method`` (also add the method to the config schema).
+
+    ``halo`` fixes the context; by default it is the decoder's ``params.halo``.
+    """
 
     def add(function: DecodeFunction) -> DecodeFunction:
-        _DECODERS[method] = Decoder(function, stitch)
+        _DECODERS[method] = Decoder(function, stitch, halo)
         return function
 
     return add
@@ -89,7 +95,7 @@ def postprocess(labels: NDArray[np.integer], settings: DecoderSettings) -> NDArr
     return relabel_consecutive(remove_small_objects(labels, settings.min_size, settings.small_objects))
 
 
-@register("connected_components", stitch="affinity")
+@register("connected_components", stitch="affinity", halo=(1, 1, 1))
 def _connected_components(
     affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
 ) -> NDArray[np.integer]:

@@ -26,14 +26,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import fastremap
 import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as graph_components
 
 from pipeline_lib.decoding.affinity_io import read_affinities
-from pipeline_lib.decoding.postprocess import count_pairs, face_contacts, small_object_mapping
+from pipeline_lib.decoding.postprocess import contacts, count_pairs, face_contacts, small_object_mapping
 from pipeline_lib.geometry import BlockGrid, Box
 
 EMPTY_PAIRS = np.zeros((0, 2), dtype=np.uint64)
@@ -134,15 +133,21 @@ def components(ids: NDArray[np.uint64], pairs: NDArray[np.uint64]) -> NDArray[np
     return component.astype(np.int64)
 
 
-def final_mapping(
-    ids: NDArray[np.uint64],
-    component: NDArray[np.int64],
-    sizes: NDArray[np.int64],
-    small: dict[int, int],
-) -> dict[int, int]:
-    """Block-local id → final consecutive id, after sending small components where ``small`` says.
+def lookup(values: NDArray[np.uint64], ids: NDArray[np.uint64], table: NDArray[Any]) -> NDArray[Any]:
+    """``table[i]`` for each value equal to ``ids[i]`` (``ids`` sorted); 0 stays 0."""
+    index = (
+        np.minimum(np.searchsorted(ids, values), len(ids) - 1) if len(ids) else np.zeros_like(values, dtype=np.int64)
+    )
+    out = table[index] if len(ids) else np.zeros(values.shape, dtype=table.dtype)
+    out[values == 0] = 0
+    return out
 
-    ``small`` maps component indices to 0 (background) or to the component they merge into.
+
+def final_labels(component: NDArray[np.int64], sizes: NDArray[np.int64], small: dict[int, int]) -> NDArray[np.uint64]:
+    """Final consecutive id of each object (by its index), after sending small components away.
+
+    ``small`` maps component indices to 0 (background) or to the component (index + 1)
+    they merge into.
     """
     target = np.arange(len(sizes), dtype=np.int64)
     for source, destination in small.items():
@@ -151,27 +156,28 @@ def final_mapping(
     kept[target[target >= 0]] = True
     final = np.zeros(len(sizes) + 1, dtype=np.uint64)  # index -1 → 0
     final[:-1][kept] = np.arange(1, int(kept.sum()) + 1, dtype=np.uint64)
-    return dict(zip(ids.tolist(), final[target[component]].tolist(), strict=True))
+    return final[target[component]]
 
 
 def component_contacts(
-    segmentation: Any, grid: BlockGrid, to_component: dict[int, int]
+    segmentation: Any, grid: BlockGrid, ids: NDArray[np.uint64], component: NDArray[np.int64]
 ) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-    """Contact pairs (component index + 1) with face counts over the whole volume, block by block."""
-    from pipeline_lib.decoding.postprocess import contacts
+    """Contact pairs (component index + 1) with face counts over the whole volume, block by block.
 
+    ``ids`` (sorted) are the block-local ids of the segmentation and ``component`` their components.
+    """
+    table = (component + 1).astype(np.uint64)
     pairs, counts = [], []
     for _, block in grid.blocks():
-        labels = fastremap.remap(np.asarray(segmentation[block.slices]), to_component, preserve_missing_labels=True)
-        p, c = contacts(labels)
+        p, c = contacts(lookup(np.asarray(segmentation[block.slices]), ids, table))
         pairs.append(p)
         counts.append(c)
         for axis in range(3):
             if block.begin[axis] == 0:
                 continue
             here, there = lower_face(block, axis)
-            a = fastremap.remap(np.asarray(segmentation[here.slices]), to_component, preserve_missing_labels=True)
-            b = fastremap.remap(np.asarray(segmentation[there.slices]), to_component, preserve_missing_labels=True)
+            a = lookup(np.asarray(segmentation[here.slices]), ids, table)
+            b = lookup(np.asarray(segmentation[there.slices]), ids, table)
             p, c = count_pairs(face_contacts(a, b))
             pairs.append(p)
             counts.append(c)
@@ -201,8 +207,9 @@ __all__ = [
     "agreeing_pairs",
     "component_contacts",
     "components",
-    "final_mapping",
+    "final_labels",
     "halo_slabs",
+    "lookup",
     "lower_face",
     "overlap_face_pairs",
     "small_components",

@@ -82,10 +82,10 @@ def test_blockwise_equals_whole_volume_on_snakes_and_corners(tmp_path) -> None:
     labels = _snake_labels((16, 24, 16))
     affs, _ = affinities(labels, NN_OFFSETS)
     write_affinities(tmp_path / "affs.zarr", affs, NN_OFFSETS, (8, 8, 8))
-    decoder = decoder_settings({"method": "connected_components", "min_size": 2})
+    decoder = decoder_settings({"method": "connected_components"})
     decode_volume(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, decode_settings((8, 8, 8)))
     blockwise = read_segmentation(tmp_path / "seg.zarr")
-    assert same_partition(blockwise, labels)  # singletons (background voxels) removed by min_size
+    assert same_partition(blockwise, labels)
 
 
 @pytest.mark.parametrize("mode", ["background", "merge"])
@@ -94,20 +94,23 @@ def test_min_size_uses_global_sizes(tmp_path, mode: str) -> None:
     labels[2, 5:11, 2] = 1  # 6 voxels: 3 in each of two blocks (block shape 8)
     labels[5, 1:3, 5] = 2  # 2 voxels, alone: removed in both modes
     labels[5, 12:15, 2:6] = 3  # 12 voxels, kept
-    labels[5, 11, 2] = 4  # 1 voxel touching 3: background, or merged into 3
+    labels[5, 10:12, 2] = 4  # 2 voxels touching 3 (but no edge to it): background, or merged into 3
     affs, _ = affinities(labels, NN_OFFSETS)
     write_affinities(tmp_path / "affs.zarr", affs, NN_OFFSETS, (8, 8, 8))
     decoder = decoder_settings({"method": "connected_components", "min_size": 5, "small_objects": mode})
     decode_volume(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, decode_settings((8, 8, 8)))
     seg = read_segmentation(tmp_path / "seg.zarr")
-    if mode == "background":  # every unlabelled voxel is a 1-voxel component: removed too
-        expected = labels.copy()
-        expected[(labels == 2) | (labels == 4)] = 0
-        assert same_partition(seg, expected)
-    else:  # small components (1-voxel background ones too) join the large neighbour they touch most
-        assert len(np.unique(seg[labels == 1])) == 1 and len(np.unique(seg[labels == 3])) == 1
-        assert seg[5, 11, 2] == seg[5, 12, 2] != 0
-        assert (seg[labels == 2] == 0).all() and seg[labels == 1][0] != seg[labels == 3][0]
+    expected = labels.copy()
+    expected[labels == 2] = 0
+    expected[labels == 4] = 3 if mode == "merge" else 0
+    assert same_partition(seg, expected)
+
+
+def test_voxels_without_edges_are_background() -> None:
+    labels = np.array([[[1, 1, 0, 2, 0, 0, 3, 3]]], dtype=np.uint32)
+    affs, _ = affinities(labels, NN_OFFSETS)
+    seg = connected_components(affs, NN_OFFSETS, 0.5)[0, 0]
+    assert (seg[[2, 3, 4, 5]] == 0).all() and seg[0] == seg[1] != seg[6] == seg[7] != 0
 
 
 @pytest.mark.parametrize("mode", ["background", "merge"])
@@ -118,5 +121,5 @@ def test_blockwise_small_objects_equal_whole_volume(tmp_path, mode: str) -> None
     decoder = decoder_settings({"method": "connected_components", "min_size": 6, "small_objects": mode})
     decode_volume(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, decode_settings((8, 8, 8)))
     whole = decode_array(as_float(stored), NN_OFFSETS, decoder)
-    assert (whole == 0).any() == (mode == "background")
+    assert (whole == 0).any()
     assert same_partition(read_segmentation(tmp_path / "seg.zarr"), whole)
