@@ -78,7 +78,17 @@ class Plan:
                         targets.append(f"results/evaluations/{model}/{decoder}/{dataset}.json")
                     else:
                         targets.append(f"results/segmentations/{model}/{decoder}/{dataset}.zarr")
-        return targets
+        return targets + self.report_targets()
+
+    def report_targets(self) -> list[str]:
+        """Figures and tables for ``snakemake --report`` (rules in ``workflow/rules/report.smk``):
+        a slice figure per model and test dataset, the evaluation table and plot when a test
+        dataset has labels, and the provenance page of the run."""
+        tests = self.datasets_with_role("test")
+        targets = [f"results/report/slices/{model}/{dataset}.png" for model in self.settings.models for dataset in tests]
+        if any(self.settings.datasets[dataset].has_labels for dataset in tests):
+            targets += [f"results/report/evaluation.{ext}" for ext in ("csv", "html", "png")]
+        return targets + ["results/report/provenance.html"]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,85 @@
+# Figures and tables for `snakemake --report report.html` (after a run): per model and test
+# dataset a slice figure, the evaluation table and plot of the run, the provenance page.
+# The training curves are marked for the report in train.smk.
+
+
+from pipeline_lib.report.runs import evaluated_runs, run_outputs
+
+
+report: "../report/workflow.rst"
+
+
+rule report_slices:
+    """Image, affinities, each decoder's segmentation and the ground truth on a few slices."""
+    input:
+        volume=volume("{dataset}"),
+        prediction=prediction("{model}", "{dataset}"),
+        segmentations=lambda wc: [segmentation(wc.model, d, wc.dataset) for d in PLAN.settings.decoders],
+    output:
+        report(
+            "results/report/slices/{model}/{dataset}.png",
+            caption="../report/slices.rst",
+            category="Segmentations",
+            subcategory="{model}",
+            labels={"model": "{model}", "dataset": "{dataset}"},
+        ),
+    params:
+        decoders=list(PLAN.settings.decoders),
+    conda:
+        "../../envs/cpu.yaml"
+    log:
+        "logs/report_slices/{model}/{dataset}.log",
+    script:
+        "../scripts/report_slices.py"
+
+
+rule report_evaluation:
+    """VOI split/merge, adapted Rand error and object counts of every evaluation, as a table and plot."""
+    input:
+        [evaluation(*run) for run in evaluated_runs(PLAN)],
+    output:
+        csv=report(
+            "results/report/evaluation.csv",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+            labels={"content": "table (CSV, download)"},
+        ),
+        html=report(
+            "results/report/evaluation.html",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+            labels={"content": "table"},
+        ),
+        plot=report(
+            "results/report/evaluation.png",
+            caption="../report/evaluation_plot.rst",
+            category="Evaluation",
+            labels={"content": "plot"},
+        ),
+    params:
+        runs=evaluated_runs(PLAN),
+    conda:
+        "../../envs/cpu.yaml"
+    log:
+        "logs/report_evaluation/evaluation.log",
+    script:
+        "../scripts/report_evaluation.py"
+
+
+rule report_provenance:
+    """The provenance each output of the run records, as one page."""
+    input:
+        run_outputs(PLAN),
+    output:
+        report(
+            "results/report/provenance.html",
+            caption="../report/provenance.rst",
+            category="Provenance",
+            labels={"content": "every output"},
+        ),
+    conda:
+        "../../envs/cpu.yaml"
+    log:
+        "logs/report_provenance/provenance.log",
+    script:
+        "../scripts/report_provenance.py"
