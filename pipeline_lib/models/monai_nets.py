@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from monai.networks import nets
 from torch import nn
@@ -42,3 +43,69 @@ def basic_unet(
     return nets.BasicUNet(
         spatial_dims=3, in_channels=in_channels, out_channels=out_channels, features=tuple(features), dropout=dropout
     )
+
+
+@register("segresnet")
+def segresnet(
+    in_channels: int,
+    out_channels: int,
+    init_filters: int = 8,
+    blocks_down: Sequence[int] = (1, 2, 2, 4),
+    blocks_up: Sequence[int] = (1, 1, 1),
+    dropout: float | None = None,
+) -> nn.Module:
+    """MONAI ``SegResNet`` (isotropic 2× downsampling ``len(blocks_down) - 1`` times)."""
+    return nets.SegResNet(
+        spatial_dims=3,
+        init_filters=init_filters,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        blocks_down=tuple(blocks_down),
+        blocks_up=tuple(blocks_up),
+        dropout_prob=dropout,
+    )
+
+
+@register("segresnet_ds")
+def segresnet_ds(
+    in_channels: int,
+    out_channels: int,
+    init_filters: int = 8,
+    blocks_down: Sequence[int] = (1, 2, 2, 4),
+    norm: str = "instance",
+    deep_supervision: bool = False,
+) -> nn.Module:
+    """MONAI ``SegResNetDS``; with ``deep_supervision`` it returns a list (final first) in training mode."""
+    return nets.SegResNetDS(
+        spatial_dims=3,
+        init_filters=init_filters,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        blocks_down=tuple(blocks_down),
+        norm=norm,
+        dsdepth=len(blocks_down) if deep_supervision else 1,
+    )
+
+
+@register("swin_unetr")
+def swin_unetr(
+    in_channels: int,
+    out_channels: int,
+    feature_size: int = 24,
+    depths: Sequence[int] = (2, 2, 2, 2),
+    num_heads: Sequence[int] = (3, 6, 12, 24),
+    window_size: int = 7,
+    norm_name: str | Sequence[Any] = "instance",
+) -> nn.Module:
+    """MONAI ``SwinUNETR`` (patches must be multiples of 32 per axis; feature_size a multiple of 12)."""
+    return nets.SwinUNETR(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        feature_size=feature_size,
+        depths=tuple(depths),
+        num_heads=tuple(num_heads),
+        window_size=window_size,
+        norm_name=norm_name if isinstance(norm_name, str) else tuple(norm_name),
+        spatial_dims=3,
+    )
+

@@ -2,11 +2,16 @@
 
 ``@register("name")`` adds a factory ``(in_channels, out_channels, **params) -> nn.Module``;
 :func:`create_model` looks one up, and an unknown name lists the registered ones.
+
+A factory that accepts a ``deep_supervision`` keyword supports deep supervision: its network
+then returns, in training mode only, a list of logits (final full-resolution output first,
+then coarser auxiliary outputs); in eval mode every network returns one tensor.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -32,13 +37,27 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, in_channels: int, out_channels: int, params: dict[str, Any]) -> nn.Module:
+def supports_deep_supervision(name: str) -> bool:
+    return "deep_supervision" in inspect.signature(_REGISTRY[name]).parameters
+
+
+def create_model(
+    name: str, in_channels: int, out_channels: int, params: dict[str, Any], deep_supervision: bool = False
+) -> nn.Module:
     """Instantiate architecture ``name``; bad names or parameters are a :class:`ConfigError`."""
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"unknown architecture '{name}'{hint}; available: {', '.join(available())}")
+    if "deep_supervision" in params:
+        raise ConfigError(f"architecture '{name}': use the model key deep_supervision.enabled, not architecture_params")
+    extra: dict[str, Any] = {}
+    if deep_supervision:
+        if not supports_deep_supervision(name):
+            able = ", ".join(n for n in available() if supports_deep_supervision(n))
+            raise ConfigError(f"architecture '{name}' does not support deep supervision; these do: {able}")
+        extra["deep_supervision"] = True
     try:
-        return _REGISTRY[name](in_channels=in_channels, out_channels=out_channels, **params)
+        return _REGISTRY[name](in_channels=in_channels, out_channels=out_channels, **params, **extra)
     except TypeError as e:
         raise ConfigError(f"architecture '{name}': bad architecture_params {params}: {e}") from None
