@@ -73,11 +73,23 @@ def read_record(path: str | Path) -> dict[str, Any]:
     return record
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block style, except lists of plain values on one line (offsets, shapes, voxel sizes)."""
+
+
+def _list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
+    flow = all(isinstance(v, (int, float, bool)) for v in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
+
+
+_Dumper.add_representer(list, _list)
+
+
 def format_record(record: dict[str, Any]) -> str:
     """Human-readable YAML of a :func:`read_record` result, provenance first."""
     order = ["path", "kind", "provenance", "scores", "attributes", "arrays", "segmentation_provenance"]
     ordered = {k: record[k] for k in order if k in record and record[k] not in (None, {}, [])}
-    return yaml.safe_dump(json.loads(json.dumps(ordered, default=str)), sort_keys=False, width=100)
+    return yaml.dump(json.loads(json.dumps(ordered, default=str)), Dumper=_Dumper, sort_keys=False, width=100)
 
 
 __all__ = ["format_record", "read_record"]
