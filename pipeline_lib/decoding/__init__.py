@@ -1,6 +1,24 @@
-"""Affinities → instance segmentation: decoders by name, run blockwise and stitched."""
+"""Affinities → instance segmentation: decoders by name, run blockwise and stitched, and swept.
+
+- :func:`decode_array`: one in-memory volume, with post-processing (the reference);
+- :func:`prepare_decoding`, :func:`decode_blocks`, :func:`stitch_and_relabel`: the blockwise
+  steps the Snakemake rules run (:func:`decode_volume` runs all three in one process);
+- :func:`sweep`: one decoder over a list of thresholds on a validation volume;
+- :func:`get_decoder`, :func:`register`, :func:`decoder_settings`: the registry and settings.
+"""
 
 from pipeline_lib.decoding.blockwise import decode_blocks, decode_volume, prepare_decoding, stitch_and_relabel
-from pipeline_lib.decoding.registry import get_decoder, register
+from pipeline_lib.decoding.registry import decode_array, decoder_settings, get_decoder, register
+from pipeline_lib.decoding.sweep import sweep
 
-__all__ = ["decode_blocks", "decode_volume", "get_decoder", "prepare_decoding", "register", "stitch_and_relabel"]
+__all__ = [
+    "decode_array",
+    "decode_blocks",
+    "decode_volume",
+    "decoder_settings",
+    "get_decoder",
+    "prepare_decoding",
+    "register",
+    "stitch_and_relabel",
+    "sweep",
+]

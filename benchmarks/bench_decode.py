@@ -1,0 +1,210 @@
+"""Decoding benchmark: the pipeline's blockwise decoding against its floors.
+
+Comparisons (each one JSON line on stdout; the last line summarises):
+
+1. ``cc``: connected components of a ``--shape`` uint8 affinity volume (default 250x500x500 =
+   62.5 Mvoxel) through the pipeline (:func:`pipeline_lib.decoding.decode_volume`: zarr in,
+   blockwise decode with the default block/chunk shapes, stitch, relabel, zarr out) vs the
+   floor: ``cc3d.color_connectivity_graph`` labelling the same thresholded graph in memory
+   (graph construction not timed).
+2. ``waterz``: the same volume through the pipeline with the waterz decoder (default halo)
+   vs ``waterz.agglomerate`` on the whole in-memory float32 affinities (one threshold).
+3. ``memory``: peak resident memory (``ru_maxrss`` of a fresh subprocess) of blockwise CC
+   decoding of the full volume vs a quarter of it (the first quarter along z), i.e. 4x vs 1x.
+
+Affinities come from synthetic cell labels (one generated tile repeated with new ids) with
+uniform noise of ±``--noise`` (out of 1). Run: ``.venv/bin/python benchmarks/bench_decode.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline_lib.config import DecodeSettings
+from pipeline_lib.data.synthetic import generate
+from pipeline_lib.decoding import decode_volume
+from pipeline_lib.decoding.affinity_io import AFFINITIES, as_float
+from pipeline_lib.decoding.connected_components import affinity_graph
+from pipeline_lib.decoding.registry import decoder_settings
+from pipeline_lib.io.volumes import create_array
+
+OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
+DECODE = DecodeSettings(block_shape=(64, 128, 128), chunk_shape=(32, 64, 64), blocks_per_job=4)  # schema defaults
+AFFINITY_CHUNK = (32, 64, 64)  # predict's default chunk shape
+
+
+def synthetic_affinities(shape: tuple[int, int, int], tile: int, noise: float, seed: int) -> np.ndarray:
+    """uint8 (3, *shape) nearest-neighbour affinities of tiled synthetic cells, with noise."""
+    cells = generate((tile, tile, tile), seed=seed, cell_size=20).labels.astype(np.uint32)
+    reps = [-(-s // tile) for s in shape]
+    n = int(cells.max()) + 1
+    labels = np.zeros([r * tile for r in reps], dtype=np.uint32)
+    for i, index in enumerate(np.ndindex(*reps)):
+        sl = tuple(slice(k * tile, (k + 1) * tile) for k in index)
+        labels[sl] = np.where(cells > 0, cells + i * n, 0)
+    labels = labels[tuple(slice(0, s) for s in shape)]
+    rng = np.random.default_rng(seed)
+    affs = np.zeros((3, *shape), dtype=np.uint8)
+    amplitude = int(noise * 255)
+    for axis in range(3):
+        here = [slice(None)] * 3
+        there = [slice(None)] * 3
+        here[axis], there[axis] = slice(1, None), slice(None, -1)
+        a, b = labels[tuple(here)], labels[tuple(there)]
+        same = ((a == b) & (a != 0)).astype(np.int16) * 255
+        same += rng.integers(-amplitude, amplitude + 1, size=same.shape, dtype=np.int16)
+        affs[(axis, *here)] = np.clip(same, 0, 255).astype(np.uint8)
+    return affs
+
+
+def write_store(path: Path, affs: np.ndarray) -> Path:
+    array = create_array(
+        path,
+        AFFINITIES,
+        affs.shape,
+        np.uint8,
+        (3, *AFFINITY_CHUNK),
+        (8.0, 8.0, 8.0),
+        attrs={"offsets": OFFSETS, "encoding": "uint8"},
+    )
+    array[...] = affs
+    return path
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def pipeline_seconds(store: Path, out: Path, entry: dict) -> float:
+    seconds, _ = timed(decode_volume, store, out, decoder_settings(entry), DECODE)
+    shutil.rmtree(out)
+    return seconds
+
+
+def peak_rss_mb(store: Path, out: Path) -> float:
+    """Peak RSS (MB, VmHWM) of a fresh process that decodes ``store`` blockwise with connected components."""
+    # VmHWM of the child's own address space: ru_maxrss would carry over the parent's peak
+    # across fork + exec on Linux.
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from benchmarks.bench_decode import DECODE\n"
+        "from pipeline_lib.decoding import decode_volume\n"
+        "from pipeline_lib.decoding.registry import decoder_settings\n"
+        "settings = decoder_settings({'method': 'connected_components'})\n"
+        "decode_volume(Path(sys.argv[1]), Path(sys.argv[2]), settings, DECODE)\n"
+        "status = Path('/proc/self/status').read_text().splitlines()\n"
+        "print(next(int(line.split()[1]) for line in status if line.startswith('VmHWM')) / 1024)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-c", code, str(store), str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=root)
+    shutil.rmtree(out)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=3, default=[250, 500, 500])
+    parser.add_argument("--tile", type=int, default=125)
+    parser.add_argument("--noise", type=float, default=0.15)
+    parser.add_argument("--skip-waterz", action="store_true")
+    args = parser.parse_args()
+    shape = tuple(args.shape)
+    mvox = float(np.prod(shape)) / 1e6
+    work = Path(tempfile.mkdtemp(prefix="bench_decode_"))
+    lines = []
+    try:
+        affs = synthetic_affinities(shape, args.tile, args.noise, seed=0)  # type: ignore[arg-type]
+        full = write_store(work / "full.zarr", affs)
+        quarter = write_store(work / "quarter.zarr", np.ascontiguousarray(affs[:, : shape[0] // 4]))
+
+        graph = affinity_graph(as_float(affs), OFFSETS, 0.5)
+        import cc3d
+
+        floor, _ = timed(cc3d.color_connectivity_graph, graph, connectivity=6)
+        del graph
+        ours = pipeline_seconds(full, work / "cc.zarr", {"method": "connected_components"})
+        lines.append(
+            {
+                "name": f"cc_decode_{mvox:g}Mvox",
+                "seconds_ours": round(ours, 2),
+                "seconds_baseline": round(floor, 2),
+                "baseline": "cc3d.color_connectivity_graph in memory",
+                "ratio": round(ours / floor, 2),
+            }
+        )
+        print(json.dumps(lines[-1]), flush=True)
+
+        if not args.skip_waterz:
+            import waterz
+
+            from pipeline_lib.decoding.agglomeration import _quiet_stdout, scoring_function
+
+            float_affs = as_float(affs)
+
+            def direct() -> np.ndarray:
+                with _quiet_stdout():
+                    return next(
+                        waterz.agglomerate(
+                            float_affs, [0.5], scoring_function=scoring_function("aff50_his256"), discretize_queue=256
+                        )
+                    ).copy()
+
+            base, _ = timed(direct)
+            del float_affs
+            ours = pipeline_seconds(full, work / "wz.zarr", {"method": "waterz"})
+            lines.append(
+                {
+                    "name": f"waterz_decode_{mvox:g}Mvox",
+                    "seconds_ours": round(ours, 2),
+                    "seconds_baseline": round(base, 2),
+                    "baseline": "waterz.agglomerate in memory",
+                    "ratio": round(ours / base, 2),
+                }
+            )
+            print(json.dumps(lines[-1]), flush=True)
+        del affs
+
+        rss_1x = peak_rss_mb(quarter, work / "q.zarr")
+        rss_4x = peak_rss_mb(full, work / "f.zarr")
+        lines.append(
+            {
+                "name": "blockwise_cc_peak_rss_4x_vs_1x",
+                "peak_rss_mb_1x": round(rss_1x, 1),
+                "peak_rss_mb_4x": round(rss_4x, 1),
+                "ratio": round(rss_4x / rss_1x, 3),
+            }
+        )
+        print(json.dumps(lines[-1]), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    cc = lines[0]
+    summary = {
+        "name": "bench_decode",
+        "shape": list(shape),
+        "seconds_ours": cc["seconds_ours"],
+        "seconds_baseline": cc["seconds_baseline"],
+        "ratio": cc["ratio"],
+        "waterz_ratio": lines[1]["ratio"] if not args.skip_waterz else None,
+        "peak_rss_mb": lines[-1]["peak_rss_mb_4x"],
+        "peak_rss_ratio_4x_vs_1x": lines[-1]["ratio"],
+        "bench_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
