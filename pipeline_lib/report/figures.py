@@ -28,8 +28,10 @@ def nearest_channels(offsets: Sequence[Sequence[int]]) -> list[int]:
 
 
 def _mean_affinity(array: Any, plane: Plane, channels: Sequence[int]) -> NDArray[np.float32]:
-    total = sum(as_float(read_plane(array, plane, channel=c)) for c in channels)
-    return np.asarray(total, dtype=np.float32) / np.float32(len(channels))
+    """Mean of ``channels`` on ``plane``, read in one go (a chunk holds every channel)."""
+    first, last = min(channels), max(channels)
+    block = as_float(np.asarray(array[(slice(first, last + 1), *plane.slices)]))
+    return block[[c - first for c in channels]].mean(axis=0)
 
 
 def _contrast(image: NDArray[np.float32]) -> tuple[float, float]:

@@ -21,7 +21,9 @@ def png_pixels(path: Path) -> np.ndarray:
 
 def test_slices_figure_is_drawn_and_not_blank(synthetic_run, tmp_path):
     out = tmp_path / "slices.png"
-    planes = plot_slices(synthetic_run.volume, synthetic_run.prediction, synthetic_run.segmentations, out, title="m / d")
+    planes = plot_slices(
+        synthetic_run.volume, synthetic_run.prediction, synthetic_run.segmentations, out, title="m / d"
+    )
     pixels = png_pixels(out)
     assert pixels.std() > 0.05  # images and colours, not an empty canvas
     assert [p.axis for p in planes] == [0, 0, 0, 1]  # three z-slices and one orthogonal slice
@@ -80,3 +82,15 @@ def test_label_colours_are_stable_and_leave_background_clear():
 def test_nearest_channels():
     assert nearest_channels([[-1, 0, 0], [0, -1, 0], [0, 0, -1], [0, -3, 0]]) == [0, 1, 2]
     assert nearest_channels([[0, -3, 0]]) == [0]
+
+
+def test_mean_affinity_of_a_plane(synthetic_run):
+    from pipeline_lib.io.volumes import open_array
+    from pipeline_lib.report.figures import _mean_affinity
+
+    affinities = open_array(synthetic_run.prediction, "affinities")
+    plane = choose_planes(affinities.shape)[1]
+    expected = affinities[:3, plane.index].astype(np.float32).mean(axis=0) / 255
+    np.testing.assert_allclose(_mean_affinity(affinities, plane, [0, 1, 2]), expected, atol=1e-6)
+    only_long = affinities[3, plane.index].astype(np.float32) / 255
+    np.testing.assert_allclose(_mean_affinity(affinities, plane, [3]), only_long, atol=1e-6)
