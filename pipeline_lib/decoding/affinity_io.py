@@ -7,7 +7,7 @@ The array name and the encoding (``uint8`` 0–255 or ``float16``) are those wri
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,8 +32,8 @@ def read_affinities(array: Any, box: Box, channels: int | slice = slice(None)) -
 
 def affinity_offsets(store: str | Path) -> list[list[int]]:
     """The offsets recorded with the affinities of ``store``."""
-    offsets = open_array(store, AFFINITIES).attrs["offsets"]
-    return [[int(v) for v in o] for o in offsets]  # type: ignore[union-attr]
+    offsets = cast(list[list[int]], open_array(store, AFFINITIES).attrs["offsets"])
+    return [[int(v) for v in o] for o in offsets]
 
 
 __all__ = ["AFFINITIES", "affinity_offsets", "as_float", "read_affinities"]

@@ -144,7 +144,7 @@ def decode_blocks(
         decoded = np.asarray(method.decode(read_affinities(affinities, context), offsets, decoder))
         decoded, counts = _compact(decoded, block.relative_to(context), block_id)
         segmentation[block.slices] = decoded[block.relative_to(context)]
-        slabs = {}
+        slabs: dict[str, Any] = {}
         if method.stitch == "overlap":
             slabs = {name: decoded[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}
         tmp = record.with_suffix(".tmp.npz")

@@ -65,7 +65,7 @@ def connected_components(
     not a one-voxel object. Labels are positive but not necessarily consecutive.
     """
     graph = affinity_graph(affinities, offsets, threshold)
-    labels: NDArray[np.uint32] = cc3d.color_connectivity_graph(graph, connectivity=6)
+    labels: NDArray[np.uint32] = cc3d.color_connectivity_graph(graph, connectivity=6)  # type: ignore[call-overload]
     linked = graph != 0  # has an edge to its lower neighbour along some axis
     for axis, bit in enumerate(MINUS_BIT):
         upper = [slice(None)] * 3

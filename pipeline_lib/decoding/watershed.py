@@ -41,7 +41,7 @@ def mean_affinity(affinities: NDArray[np.floating], offsets: Sequence[Sequence[i
         total[tuple(lower)] += edge
         count[tuple(upper)] += 1
         count[tuple(lower)] += 1
-    return total / np.maximum(count, 1)
+    return (total / np.maximum(count, 1)).astype(np.float32, copy=False)
 
 
 def seeds(
