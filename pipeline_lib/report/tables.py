@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 
 import matplotlib
@@ -45,20 +46,24 @@ def evaluation_table(evaluations: Sequence[Evaluation]) -> pd.DataFrame:
     return table.sort_values(["dataset", "arand", "model", "decoder"], ignore_index=True)
 
 
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return escape(str(value))
+
+
 def _html(table: pd.DataFrame) -> str:
-    """A standalone page; the lowest ARAND and VOI of each dataset in bold."""
-
-    def best(column: pd.Series) -> list[str]:
-        lowest = table.groupby("dataset")[column.name].transform("min")
-        return ["font-weight: bold" if v == m else "" for v, m in zip(column, lowest, strict=True)]
-
-    styled = (
-        table.style.hide(axis="index")
-        .format(precision=4)
-        .format("{:d}", subset=["n_seg_objects", "n_gt_objects", "n_voxels"])
-        .apply(best, subset=["arand", "voi"])
-        .set_table_attributes('class="scores"')
-    )
+    """A standalone page (no styling library); the lowest ARAND and VOI of each dataset in bold."""
+    lowest = {c: table.groupby("dataset")[c].transform("min") for c in ("arand", "voi")}
+    header = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
+    rows = []
+    for i, row in table.iterrows():
+        cells = []
+        for column, value in row.items():
+            bold = column in lowest and value == lowest[str(column)][i]
+            cells.append(f"<td><b>{_cell(value)}</b></td>" if bold else f"<td>{_cell(value)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    body = f"<table class='scores'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     style = (
         "body{font-family:sans-serif;font-size:14px;margin:1em}"
         "table.scores{border-collapse:collapse}"
@@ -71,7 +76,7 @@ def _html(table: pd.DataFrame) -> str:
         "Object counts: segments and ground-truth objects on labelled voxels.</p>"
     )
     head = f"<!DOCTYPE html><html><head><meta charset='utf-8'><style>{style}</style></head>"
-    return f"{head}<body>{legend}{styled.to_html()}</body></html>"
+    return f"{head}<body>{legend}{body}</body></html>"
 
 
 def _plot(table: pd.DataFrame, output: str | Path) -> None:

@@ -41,6 +41,7 @@ def test_table_has_every_decoder_and_dataset(synthetic_run, make_synthetic_run, 
     html = out["html"].read_text()
     for name in ("merged", "d2", "m2", "voi_split", "arand"):
         assert name in html
+    assert html.count("<tr>") == 5 and html.count("<b>") == 4  # header + 4 rows; best ARAND and VOI of 2 datasets
     assert matplotlib.image.imread(str(out["png"]))[..., :3].std() > 0.05
 
 
