@@ -48,14 +48,27 @@ class AssembleSettings:
 
 
 @dataclass(frozen=True)
+class PredictTTASettings:
+    flip: tuple[Literal["z", "y", "x"], ...]
+    transpose: bool
+    combine: Literal["mean", "min", "max"]
+
+
+@dataclass(frozen=True)
 class PredictSettings:
     block_shape: Shape3
     chunk_shape: Shape3
+    window_shape: Shape3 | None
     overlap: float
     blend: Literal["gaussian", "constant"]
+    padding_mode: Literal["constant", "reflect", "replicate"]
     batch_size: int
     dtype: Literal["uint8", "float16"]
     blocks_per_job: int
+    precision: Literal["auto", "32", "16-mixed", "bf16-mixed"]
+    compile: bool
+    tta: PredictTTASettings
+    mc_dropout_samples: int
 
 
 @dataclass(frozen=True)

@@ -2,31 +2,56 @@
 
 Three steps, each one Snakemake job (or several, for blocks):
 
-1. :func:`prepare_prediction` creates the empty output store ``<out>.partial``;
-2. :func:`predict_blocks` predicts some blocks of the grid: each block is read with a halo
-   of context, predicted with MONAI's sliding-window inferer, cropped back to the block and
-   written to the block's own chunks (blocks are chunk-aligned, so writers never collide);
-   a marker per block records that it is done;
+1. :func:`prepare_prediction` creates the empty output store ``<out>.partial`` (array
+   ``affinities``, plus ``uncertainty`` with Monte-Carlo dropout) and records provenance;
+2. :func:`predict_blocks` predicts some blocks of the grid: each block is read with its
+   *context* (the global sliding windows that touch it, see :mod:`.sliding`), predicted
+   with MONAI's sliding-window inferer through a :class:`~.predictor.WindowPredictor`
+   (precision, TTA, ensemble, MC dropout), cropped back to the block and written to the
+   block's own chunks (blocks are chunk-aligned, so concurrent writers never collide);
+   a marker per block, written last, records that it is done;
 3. :func:`finish_prediction` checks that every block is done and renames the store to its
    final name, which is what marks the prediction complete.
 
-A rerun after failures predicts only the blocks without a marker.
+Because the windows lie on one lattice of the whole volume, the blockwise result equals a
+whole-volume MONAI ``sliding_window_inference`` up to float noise, in every voxel. A rerun
+after failures predicts only the blocks without a marker.
+
+Attributes of the output: ``provenance`` (settings, inputs, commit), ``checkpoints``
+(paths and sha256), ``config_hash`` (sha256 of the model and predict settings),
+``tta`` (variant names and combination), ``window_shape``; the ``affinities`` array has
+``offsets`` and ``encoding``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
 from pipeline_lib.config import ModelSettings, PredictSettings
 from pipeline_lib.geometry import BlockGrid
+from pipeline_lib.inference.predictor import (
+    Checkpoints,
+    WindowPredictor,
+    autocast_dtype,
+    checkpoint_list,
+    load_model,
+    load_models,
+    resolve_device,
+)
+from pipeline_lib.inference.sliding import count_windows, sliding_window_predict, window_context
+from pipeline_lib.inference.tta import variants
 from pipeline_lib.io.volumes import (
+    atomic_file,
     commit,
     create_array,
     normalize_image,
@@ -38,18 +63,26 @@ from pipeline_lib.io.volumes import (
 )
 from pipeline_lib.progress import progress
 from pipeline_lib.provenance import provenance
-from pipeline_lib.training.module import AffinityModule
 
 log = logging.getLogger(__name__)
 
 AFFINITIES = "affinities"
+UNCERTAINTY = "uncertainty"
 
-
-def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> AffinityModule:
-    """The trained module in eval mode on ``device``."""
-    module = AffinityModule.load_from_checkpoint(str(checkpoint), map_location=device)
-    module.eval()
-    return module
+__all__ = [
+    "AFFINITIES",
+    "UNCERTAINTY",
+    "decode_affinities",
+    "finish_prediction",
+    "load_model",
+    "make_predictor",
+    "predict_array",
+    "predict_blocks",
+    "predict_volume",
+    "prediction_grid",
+    "prepare_prediction",
+    "window_shape",
+]
 
 
 def prediction_grid(volume_shape: Sequence[int], settings: PredictSettings) -> BlockGrid:
@@ -57,35 +90,76 @@ def prediction_grid(volume_shape: Sequence[int], settings: PredictSettings) -> B
     return BlockGrid.aligned(volume_shape, settings.block_shape, settings.chunk_shape)
 
 
-def halo(model: ModelSettings) -> tuple[int, int, int]:
-    """Context read around each block: half a window, so every output voxel sees a full window."""
-    z, y, x = (p // 2 for p in model.patch_shape)
-    return (z, y, x)
+def window_shape(model: ModelSettings, settings: PredictSettings) -> tuple[int, int, int]:
+    """The sliding window: ``predict.window_shape``, or the model's patch shape when null."""
+    return settings.window_shape if settings.window_shape is not None else model.patch_shape
 
 
-def predict_array(module: AffinityModule, image: np.ndarray, model: ModelSettings, settings: PredictSettings) -> np.ndarray:
-    """Sigmoid affinities ``(c, z, y, x)`` float32 for an image block (any size ≥ 1 voxel)."""
-    device = next(module.parameters()).device
-    tensor = torch.from_numpy(normalize_image(image))[None, None].to(device)
-    autocast = model.precision != "32" and device.type == "cuda"
-    dtype = torch.bfloat16 if model.precision.startswith("bf16") else torch.float16
-    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=autocast):
-        logits = sliding_window_inference(
-            tensor,
-            roi_size=model.patch_shape,
-            sw_batch_size=settings.batch_size,
-            predictor=module,
-            overlap=settings.overlap,
-            mode=settings.blend,
-            padding_mode="reflect",
+def _window_predictor(
+    models: Sequence[torch.nn.Module], model: ModelSettings, settings: PredictSettings, device: torch.device
+) -> WindowPredictor:
+    return WindowPredictor(
+        models,
+        model.offsets,
+        variants(settings.tta.flip, settings.tta.transpose),
+        settings.tta.combine,
+        autocast_dtype(settings.precision, model.precision, device),
+        settings.mc_dropout_samples,
+    )
+
+
+def make_predictor(
+    checkpoints: Checkpoints, model: ModelSettings, settings: PredictSettings, device: torch.device
+) -> WindowPredictor:
+    """The window predictor of a run: one checkpoint, or several averaged (an ensemble)."""
+    models = load_models(checkpoints, model.offsets, device, compile=settings.compile)
+    return _window_predictor(models, model, settings, device)
+
+
+def _predict_image(
+    predictor: WindowPredictor,
+    image: np.ndarray,
+    window: Sequence[int],
+    settings: PredictSettings,
+    device: torch.device,
+    desc: str = "",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Affinities and (with MC dropout) their variance, ``(C, z, y, x)`` float32."""
+    with torch.inference_mode():
+        outputs = sliding_window_predict(
+            normalize_image(image),
+            predictor,
+            window,
+            settings.overlap,
+            settings.batch_size,
+            settings.blend,
+            settings.padding_mode,
+            device,
+            desc,
         )
-    assert isinstance(logits, torch.Tensor)
-    return torch.sigmoid(logits.float())[0].cpu().numpy()
+    arrays = [o.numpy() for o in outputs]
+    return arrays[0], (arrays[1] if len(arrays) > 1 else None)
+
+
+def predict_array(
+    module: torch.nn.Module | WindowPredictor, image: np.ndarray, model: ModelSettings, settings: PredictSettings
+) -> np.ndarray:
+    """Affinities ``(C, z, y, x)`` float32 of a whole in-memory image (windows from its start).
+
+    ``module`` is a trained network (TTA, precision and MC dropout then come from
+    ``settings``) or a ready :class:`WindowPredictor`.
+    """
+    if isinstance(module, WindowPredictor):
+        predictor = module
+    else:
+        predictor = _window_predictor([module], model, settings, next(module.parameters()).device)
+    device = next(predictor.models[0].parameters()).device
+    return _predict_image(predictor, image, window_shape(model, settings), settings, device)[0]
 
 
 def _encode(affinities: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "uint8":
-        return np.round(affinities * 255.0).astype(np.uint8)
+        return np.round(np.clip(affinities, 0.0, 1.0) * 255.0).astype(np.uint8)
     return affinities.astype(np.float16)
 
 
@@ -96,20 +170,53 @@ def decode_affinities(stored: np.ndarray) -> np.ndarray:
     return stored.astype(np.float32)
 
 
-def prepare_prediction(volume: str | Path, checkpoint: str | Path, output: str | Path, model: ModelSettings, settings: PredictSettings) -> Path:
-    """Create the empty ``<output>.partial`` store for the block jobs to fill."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def config_hash(model: ModelSettings, settings: PredictSettings) -> str:
+    """sha256 of the model and predict settings (canonical JSON), for provenance."""
+    text = json.dumps({"model": dataclasses.asdict(model), "predict": dataclasses.asdict(settings)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prepare_prediction(
+    volume: str | Path, checkpoint: Checkpoints, output: str | Path, model: ModelSettings, settings: PredictSettings
+) -> Path:
+    """Create the empty ``<output>.partial`` store for the block jobs to fill.
+
+    ``checkpoint`` is one path or a list (an ensemble, averaged). Invalid TTA settings for
+    the model's offsets and a misaligned block grid are rejected here, before any block.
+    """
     partial = partial_path(output)
     image = open_array(volume, "image")
-    create_array(
+    prediction_grid(image.shape, settings)
+    tta = variants(settings.tta.flip, settings.tta.transpose)
+    WindowPredictor([torch.nn.Identity()], model.offsets, tta, settings.tta.combine)  # validates offsets
+    checkpoints = checkpoint_list(checkpoint)
+    shape = (len(model.offsets), *image.shape)
+    chunks = (len(model.offsets), *settings.chunk_shape)
+    vs = voxel_size(volume, "image")
+    offsets = [list(o) for o in model.offsets]
+    attrs = {"offsets": offsets, "encoding": settings.dtype}
+    create_array(partial, AFFINITIES, shape, settings.dtype, chunks, vs, attrs=attrs)
+    if settings.mc_dropout_samples > 0:
+        attrs = {"offsets": offsets, "encoding": "variance"}
+        create_array(partial, UNCERTAINTY, shape, np.float16, chunks, vs, attrs=attrs)
+    set_store_attrs(
         partial,
-        AFFINITIES,
-        (len(model.offsets), *image.shape),
-        settings.dtype,
-        (len(model.offsets), *settings.chunk_shape),
-        voxel_size(volume, "image"),
-        attrs={"offsets": [list(o) for o in model.offsets], "encoding": settings.dtype},
+        {
+            "provenance": provenance("predict", {"model": model, "predict": settings}, [volume, *checkpoints]),
+            "checkpoints": [{"path": str(p.resolve()), "sha256": _sha256(p)} for p in checkpoints],
+            "config_hash": config_hash(model, settings),
+            "tta": {"variants": [v.name for v in tta], **dataclasses.asdict(settings.tta)},
+            "window_shape": list(window_shape(model, settings)),
+        },
     )
-    set_store_attrs(partial, {"provenance": provenance("predict", {"model": model, "predict": settings}, [volume, checkpoint])})
     (partial / "blocks").mkdir(exist_ok=True)
     return partial
 
@@ -120,37 +227,63 @@ def _marker(partial: Path, block_id: int) -> Path:
 
 def predict_blocks(
     volume: str | Path,
-    checkpoint: str | Path,
+    checkpoint: Checkpoints,
     output: str | Path,
     block_ids: Iterable[int],
     model: ModelSettings,
     settings: PredictSettings,
-    device: str = "cpu",
-) -> None:
-    """Predict the given blocks into ``<output>.partial``, skipping blocks already done."""
+    device: str | None = None,
+) -> list[int]:
+    """Predict the given blocks into ``<output>.partial``, skipping blocks already done.
+
+    Returns the ids of the blocks predicted by this call. ``device`` None means CUDA when
+    available, else the CPU. Models are loaded only if some block needs predicting.
+    """
     partial = partial_path(output)
     image = open_array(volume, "image")
     target = open_array(partial, AFFINITIES, mode="r+")
+    uncertainty = open_array(partial, UNCERTAINTY, mode="r+") if settings.mc_dropout_samples > 0 else None
     grid = prediction_grid(image.shape, settings)
-    module = load_model(checkpoint, device)
+    window = window_shape(model, settings)
+    dev = resolve_device(device)
+    predictor: WindowPredictor | None = None
+    done: list[int] = []
     for block_id in block_ids:
         marker = _marker(partial, block_id)
         if marker.exists():
             log.info("block %d already predicted", block_id)
             continue
+        if predictor is None:
+            predictor = make_predictor(checkpoint, model, settings, dev)
+        start = time.perf_counter()
         block = grid.block(block_id)
-        context = grid.with_halo(block_id, halo(model))
-        result = predict_array(module, np.asarray(image[context.slices]), model, settings)
-        target[(slice(None), *block.slices)] = _encode(result[(slice(None), *block.relative_to(context))], settings.dtype)
-        marker.write_text(json.dumps({"block": block_id, "box": str(block)}))
-        log.info("predicted block %d %s", block_id, block)
+        context = window_context(block, image.shape, window, settings.overlap)
+        if settings.mc_dropout_samples > 0:
+            torch.manual_seed(model.seed + block_id)  # reruns of a block give the same sample
+        aff, var = _predict_image(
+            predictor, np.asarray(image[context.slices]), window, settings, dev, desc=f"block {block_id} windows"
+        )
+        crop = (slice(None), *block.relative_to(context))
+        region = (slice(None), *block.slices)
+        target[region] = _encode(aff[crop], settings.dtype)
+        if uncertainty is not None and var is not None:
+            uncertainty[region] = var[crop].astype(np.float16)
+        with atomic_file(marker) as tmp:
+            tmp.write_text(json.dumps({"block": block_id, "box": str(block), "context": str(context)}))
+        done.append(block_id)
+        n_windows = count_windows(context.shape, window, settings.overlap)
+        log.info(
+            "predicted block %d/%d %s (context %s, %d windows × %d passes) in %.1f s",
+            block_id, len(grid), block, context, n_windows, predictor.passes_per_window, time.perf_counter() - start,
+        )
+    return done
 
 
 def finish_prediction(output: str | Path) -> None:
     """Publish ``<output>.partial`` as ``output`` once every block has its marker."""
     partial = partial_path(output)
     shape = open_array(partial, AFFINITIES).shape[1:]
-    settings = store_attrs(partial)["provenance"]["settings"]["predict"]
+    settings: dict[str, Any] = store_attrs(partial)["provenance"]["settings"]["predict"]
     grid = BlockGrid(tuple(shape), tuple(settings["block_shape"]))
     missing = [i for i in range(len(grid)) if not _marker(partial, i).exists()]
     if missing:
@@ -159,9 +292,17 @@ def finish_prediction(output: str | Path) -> None:
     commit(partial, output)
 
 
-def predict_volume(volume: str | Path, checkpoint: str | Path, output: str | Path, model: ModelSettings, settings: PredictSettings) -> None:
+def predict_volume(
+    volume: str | Path,
+    checkpoint: Checkpoints,
+    output: str | Path,
+    model: ModelSettings,
+    settings: PredictSettings,
+    device: str | None = None,
+) -> None:
     """All three steps in one process (for tests and small volumes)."""
     prepare_prediction(volume, checkpoint, output, model, settings)
     n_blocks = len(prediction_grid(open_array(volume, "image").shape, settings))
-    predict_blocks(volume, checkpoint, output, progress(range(n_blocks), total=n_blocks, desc="predict"), model, settings)
+    blocks = progress(range(n_blocks), total=n_blocks, desc="predict blocks")
+    predict_blocks(volume, checkpoint, output, blocks, model, settings, device)
     finish_prediction(output)

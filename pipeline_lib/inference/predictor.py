@@ -1,7 +1,10 @@
 """Loading trained models and turning them into a window predictor for the sliding window.
 
 A :class:`WindowPredictor` maps a batch of image windows ``(B, 1, z, y, x)`` to affinity
-probabilities ``(B, C, z, y, x)`` (sigmoid of the logits, float32):
+probabilities ``(B, C, z, y, x)`` (sigmoid of the logits, float32). Models follow the
+contract of :class:`~pipeline_lib.training.module.AffinityModule`: in eval mode
+``model(image)`` returns logits whose first ``len(offsets)`` channels are the affinities in
+``offsets`` order; any further channels (extra training targets) are ignored here.
 
 - **precision**: the forward pass runs under ``torch.autocast`` in fp16 or bf16 when asked
   (see :func:`autocast_dtype`); outputs are cast back to float32 before anything else;
@@ -118,6 +121,7 @@ class WindowPredictor:
         if not tta_variants or tta_variants[0] != Variant():
             raise ValueError("the identity must be the first TTA variant")
         self.models = list(models)
+        self.n_affinities = len(offsets)
         self.variants = list(tta_variants)
         self.plans = [inverse_plan(v, offsets) for v in self.variants]
         self.complete = [all(p.shift is None for p in plan) for plan in self.plans]
@@ -138,12 +142,13 @@ class WindowPredictor:
         return len(self.models) * len(self.variants) * max(1, self.mc_samples)
 
     def _forward(self, model: nn.Module, windows: torch.Tensor) -> torch.Tensor:
+        """Sigmoid of the affinity logits (the first ``len(offsets)`` channels; others are dropped)."""
         if self.dtype is None:
             logits = model(windows)
         else:
             with torch.autocast(windows.device.type, dtype=self.dtype):
                 logits = model(windows)
-        return torch.sigmoid(logits.float())
+        return torch.sigmoid(logits[:, : self.n_affinities].float())
 
     def _one_pass(self, windows: torch.Tensor) -> torch.Tensor:
         total: torch.Tensor | None = None

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from pipeline_lib.config import ModelSettings, PredictSettings, build
 from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.io.volumes import create_array
-from pipeline_lib.training.module import AffinityModule
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny test windows run ~8× faster on one thread on this shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 SHORT = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
 LONG = SHORT + [[-3, 0, 0], [0, -3, 0], [0, 0, -3], [0, -9, 0], [0, 0, -9]]
@@ -67,17 +76,11 @@ class Oracle(nn.Module):
 
 
 def save_checkpoint(path: Path, model: ModelSettings, seed: int = 0) -> Path:
-    """A Lightning checkpoint of an untrained :class:`AffinityModule` for ``model``."""
+    """A Lightning checkpoint of an untrained module for ``model`` (built as training builds it)."""
+    from pipeline_lib.training.train import build_module
+
     torch.manual_seed(seed)
-    wanted = {
-        "architecture": model.architecture,
-        "architecture_params": dict(model.architecture_params),
-        "offsets": [list(o) for o in model.offsets],
-        "learning_rate": model.learning_rate,
-        "boundary_weight": model.boundary_weight,
-    }
-    accepted = inspect.signature(AffinityModule.__init__).parameters
-    module = AffinityModule(**{k: v for k, v in wanted.items() if k in accepted})
+    module = build_module(model)
     torch.save(
         {
             "state_dict": module.state_dict(),
