@@ -62,6 +62,8 @@ def resources(rule):
             out["gpu_model"] = res.gpu_model
     if res.slurm_partition:
         out["slurm_partition"] = res.slurm_partition
+    if res.slurm_account:
+        out["slurm_account"] = res.slurm_account
     if res.slurm_extra:
         out["slurm_extra"] = res.slurm_extra
     return out
