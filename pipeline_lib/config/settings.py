@@ -91,6 +91,7 @@ class ResourceSettings:
     gpus: int
     gpu_model: str
     slurm_partition: str
+    slurm_account: str
     slurm_extra: str
 
 
