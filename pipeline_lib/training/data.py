@@ -1,8 +1,11 @@
 """Training patches sampled lazily from assembled zarr volumes.
 
 Each worker opens the zarr arrays itself and reads only the crop it needs, so no process
-ever holds a whole volume. A patch is augmented (labels with the image, before targets are
-computed, so no new ids can appear), then turned into affinities and their mask.
+ever holds a whole volume. A crop is drawn (rejection sampling: up to ``max_attempts`` crops
+until one has at least ``min_foreground`` labelled voxels, else the last one is kept), its
+labels renumbered to small consecutive ids, augmented (labels with the image, before targets
+are computed, so no new ids can appear; see :mod:`pipeline_lib.training.augment`), then
+turned into the stacked targets and their loss weights.
 """
 
 from __future__ import annotations
@@ -15,19 +18,23 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from pipeline_lib.config.settings import AugmentSettings, SamplingSettings
 from pipeline_lib.errors import UserError
 from pipeline_lib.io.volumes import has_array, normalize_image, open_array
-from pipeline_lib.targets import affinities
+from pipeline_lib.targets import compute_targets
+from pipeline_lib.training.augment import augment_patch, build_augment
 
 Sample = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
 class PatchSpec:
-    """What a patch contains: its shape (z, y, x) and the affinity offsets of the target."""
+    """What a patch contains: its shape (z, y, x) and its targets (types in channel order)."""
 
     shape: tuple[int, int, int]
     offsets: tuple[tuple[int, int, int], ...]
+    targets: tuple[str, ...] = ("affinity",)
+    distance_scale: float = 5.0
 
 
 class _Volume:
@@ -55,20 +62,17 @@ class _Volume:
         return image, labels, mask
 
 
-def _augment(rng: np.random.Generator, arrays: list[np.ndarray], flip_p: float) -> list[np.ndarray]:
-    """The same random flips (each axis) and y–x transpose applied to all arrays."""
-    for axis in range(3):
-        if rng.random() < flip_p:
-            arrays = [np.flip(a, axis=axis) for a in arrays]
-    if arrays[0].shape[1] == arrays[0].shape[2] and rng.random() < 0.5:
-        arrays = [np.swapaxes(a, 1, 2) for a in arrays]
-    return [np.ascontiguousarray(a) for a in arrays]
+def renumber(labels: np.ndarray) -> np.ndarray:
+    """Labels mapped to consecutive int32 ids, 0 kept as 0 (targets depend on equality only)."""
+    ids, inverse = np.unique(labels, return_inverse=True)
+    if ids[0] != 0:
+        inverse = inverse + 1
+    return inverse.reshape(labels.shape).astype(np.int32)
 
 
 def make_sample(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, spec: PatchSpec) -> Sample:
     """Tensors ``image (1, z, y, x)``, ``target`` and ``weight`` ``(c, z, y, x)``."""
-    target, valid = affinities(labels, spec.offsets)
-    valid *= mask[None].astype(np.float32)
+    target, valid = compute_targets(labels, mask, spec.targets, spec.offsets, spec.distance_scale)
     return {
         "image": torch.from_numpy(image[None].copy()),
         "target": torch.from_numpy(target),
@@ -83,13 +87,21 @@ class RandomPatches(IterableDataset[Sample]):
     fix the stream, so a run is reproducible.
     """
 
-    def __init__(self, stores: Sequence[str | Path], spec: PatchSpec, seed: int, flip_p: float) -> None:
+    def __init__(
+        self,
+        stores: Sequence[str | Path],
+        spec: PatchSpec,
+        seed: int,
+        augment: AugmentSettings,
+        sampling: SamplingSettings,
+    ) -> None:
         if not stores:
             raise UserError("no training volumes: select a dataset with role 'train'")
         self.stores = [Path(s) for s in stores]
         self.spec = spec
         self.seed = seed
-        self.flip_p = flip_p
+        self.augment = augment
+        self.sampling = sampling
         # Open once here to fail early on shape errors; workers reopen lazily.
         sizes = [_Volume(s, spec.shape).n_voxels for s in self.stores]
         self.weights = np.array(sizes, dtype=float) / sum(sizes)
@@ -98,13 +110,23 @@ class RandomPatches(IterableDataset[Sample]):
         info = get_worker_info()
         worker = info.id if info is not None else 0
         rng = np.random.default_rng([self.seed, worker])
+        pipeline = build_augment(self.augment, self.spec.shape)
+        pipeline.set_random_state(seed=int(rng.integers(2**31)))
         volumes = [_Volume(s, self.spec.shape) for s in self.stores]
         while True:
+            image, labels, mask = self._draw(rng, volumes)
+            image, labels, mask = augment_patch(pipeline, image, renumber(labels), mask)
+            yield make_sample(image, labels, mask, self.spec)
+
+    def _draw(self, rng: np.random.Generator, volumes: list[_Volume]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A crop with enough foreground, or the last of ``max_attempts`` tries."""
+        for _ in range(self.sampling.max_attempts):
             volume = volumes[rng.choice(len(volumes), p=self.weights)]
             corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(volume.image.shape, self.spec.shape, strict=True)]
             image, labels, mask = volume.crop(corner, self.spec.shape)
-            image, labels, mask = _augment(rng, [image, labels, mask], self.flip_p)
-            yield make_sample(image, labels, mask, self.spec)
+            if np.count_nonzero(labels) >= self.sampling.min_foreground * labels.size:
+                break
+        return image, labels, mask
 
 
 class FixedPatches(Dataset[Sample]):

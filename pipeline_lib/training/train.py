@@ -9,7 +9,9 @@ Output folder of a model::
     out_dir/checkpoints/<settings hash>/last.ckpt   resume state (not a stage output)
 
 Rerunning after the job was killed resumes from ``last.ckpt`` of the same settings (same
-hash); changed settings start afresh in a new folder.
+hash) with optimizer, scheduler and step restored; changed settings start afresh in a new
+folder. A non-finite loss or gradient stops training with a :class:`TrainingDiverged` naming
+the step, the loss terms and the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -25,38 +27,67 @@ from pathlib import Path
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from pipeline_lib.config import ModelSettings
+from pipeline_lib.errors import ConfigError
 from pipeline_lib.io.volumes import atomic_file
 from pipeline_lib.provenance import _plain
 from pipeline_lib.training.data import FixedPatches, PatchSpec, RandomPatches
-from pipeline_lib.training.module import AffinityModule
+from pipeline_lib.training.module import AffinityModule, TrainingDiverged
 from pipeline_lib.training.plots import plot_losses
 
 log = logging.getLogger(__name__)
 
 
 def settings_hash(settings: ModelSettings, train_stores: Sequence[Path], val_stores: Sequence[Path]) -> str:
-    record = {"settings": _plain(settings), "train": sorted(map(str, train_stores)), "val": sorted(map(str, val_stores))}
+    record = {
+        "settings": _plain(settings),
+        "train": sorted(map(str, train_stores)),
+        "val": sorted(map(str, val_stores)),
+    }
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def build_module(settings: ModelSettings) -> AffinityModule:
+    plain = _plain(settings)
     return AffinityModule(
         architecture=settings.architecture,
         architecture_params=settings.architecture_params,
         offsets=settings.offsets,
+        targets=plain["targets"],
         learning_rate=settings.learning_rate,
         boundary_weight=settings.boundary_weight,
+        optimizer=plain["optimizer"],
+        lr_schedule=plain["lr_schedule"],
+        deep_supervision=plain["deep_supervision"],
+        max_steps=settings.max_steps,
+        val_every_n_steps=settings.val_every_n_steps,
     )
+
+
+def patch_spec(settings: ModelSettings) -> PatchSpec:
+    distance = [t.distance_scale for t in settings.targets if t.type == "distance"]
+    return PatchSpec(settings.patch_shape, settings.offsets, tuple(t.type for t in settings.targets),
+                     distance[0] if distance else 5.0)
+
+
+def check_validation(settings: ModelSettings, val_stores: Sequence[Path]) -> None:
+    """Errors, before any training, for settings that need validation data when there is none."""
+    if val_stores:
+        return
+    if settings.require_validation:
+        raise ConfigError("model key 'require_validation' is true but no selected dataset has role 'val'")
+    if settings.lr_schedule.name == "plateau":
+        raise ConfigError("model key 'lr_schedule.name': 'plateau' needs a dataset with role 'val'")
 
 
 def merge_metrics(log_dir: Path, output: Path) -> pd.DataFrame:
     """All ``version_*/metrics.csv`` of resumed runs as one table (later runs win per step)."""
-    frames = [pd.read_csv(p) for p in sorted(log_dir.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))]
+    paths = sorted(log_dir.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    frames = [pd.read_csv(p) for p in paths]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"step": []})
     with atomic_file(output) as tmp:
         table.to_csv(tmp, index=False)
@@ -69,26 +100,31 @@ def train_model(
     val_stores: Sequence[str | Path],
     out_dir: str | Path,
     threads: int = 1,
+    callbacks: Sequence[Callback] = (),
 ) -> Path:
-    """Train (or resume) and write ``best.ckpt``, ``metrics.csv`` and ``loss.png`` in ``out_dir``."""
+    """Train (or resume) and write ``best.ckpt``, ``metrics.csv`` and ``loss.png`` in ``out_dir``.
+
+    ``callbacks`` are extra Lightning callbacks (tests use them to observe or interrupt a run).
+    """
     out_dir = Path(out_dir)
     train_paths, val_paths = [Path(s) for s in train_stores], [Path(s) for s in val_stores]
+    check_validation(settings, val_paths)
     run_dir = out_dir / "checkpoints" / settings_hash(settings, train_paths, val_paths)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     L.seed_everything(settings.seed, workers=True, verbose=False)
 
-    spec = PatchSpec(settings.patch_shape, settings.offsets)
+    spec = patch_spec(settings)
     train_loader = DataLoader(
-        RandomPatches(train_paths, spec, settings.seed, settings.flip_augment),
+        RandomPatches(train_paths, spec, settings.seed, settings.augment, settings.sampling),
         batch_size=settings.batch_size,
         num_workers=settings.num_workers,
         persistent_workers=settings.num_workers > 0,
     )
     val_loader = None
     if val_paths:
-        val_loader = DataLoader(FixedPatches(val_paths, spec, settings.val_batches * settings.batch_size, settings.seed + 1),
-                                batch_size=settings.batch_size)
+        patches = FixedPatches(val_paths, spec, settings.val_batches * settings.batch_size, settings.seed + 1)
+        val_loader = DataLoader(patches, batch_size=settings.batch_size)
     else:
         log.info("no dataset with role 'val': training without validation; best.ckpt is the final checkpoint")
 
@@ -102,7 +138,8 @@ def train_model(
     trainer = L.Trainer(
         max_steps=settings.max_steps,
         precision=settings.precision,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), *callbacks],
+        gradient_clip_val=settings.gradient_clip or None,
         logger=CSVLogger(out_dir, name="logs"),
         val_check_interval=settings.val_every_n_steps if val_loader is not None else None,
         check_val_every_n_epoch=None,
@@ -118,7 +155,14 @@ def train_model(
         log.info("resuming from %s", resume)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(build_module(settings), train_loader, val_loader, ckpt_path=resume)
+        try:
+            trainer.fit(build_module(settings), train_loader, val_loader, ckpt_path=resume)
+        except TrainingDiverged as e:
+            good = last if last.exists() else None
+            raise TrainingDiverged(e.step, e.what, e.terms).with_message(
+                f"{e}; last good checkpoint: {good or 'none yet'} (rerunning resumes from it: "
+                "lower learning_rate or set gradient_clip)"
+            ) from None
 
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
     if val_loader is None or not best.exists():

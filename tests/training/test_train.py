@@ -1,0 +1,134 @@
+"""The Lightning trainer: schedules stepped, resume, NaN stop, validation checks, multi-task."""
+
+import warnings
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+
+from pipeline_lib.errors import ConfigError
+from pipeline_lib.training.module import TrainingDiverged, lr_factor
+from pipeline_lib.training.train import train_model
+from tests.training.helpers import model_settings
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+class RecordLR(L.Callback):
+    """Records (global step, lr) before every optimizer step."""
+
+    def __init__(self) -> None:
+        self.lrs: list[tuple[int, float]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs.append((trainer.global_step, trainer.optimizers[0].param_groups[0]["lr"]))
+
+
+class Killed(RuntimeError):
+    pass
+
+
+class Kill(L.Callback):
+    """Raises once global_step reaches ``step`` (a job killed mid-run)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            raise Killed(f"killed at step {trainer.global_step}")
+
+
+class PoisonWeights(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_lr_factor_warmup_cosine_step():
+    cos = lr_factor({"name": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.1, "step_size": 1, "gamma": 0.5}, 12)
+    assert [cos(0), cos(1), cos(2)] == pytest.approx([0.5, 1.0, 1.0])
+    assert cos(7) == pytest.approx(0.55) and cos(12) == pytest.approx(0.1)
+    step = lr_factor({"name": "step", "warmup_steps": 0, "min_lr_ratio": 0, "step_size": 3, "gamma": 0.5}, 12)
+    assert [step(i) for i in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+
+
+def test_schedule_is_attached_and_stepped(stores, tmp_path):
+    settings = model_settings(
+        learning_rate=0.01, max_steps=10, optimizer={"name": "adamw"},
+        lr_schedule={"name": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.0},
+    )
+    record = RecordLR()
+    train_model(settings, [stores[0]], [], tmp_path, callbacks=[record])
+    lrs = [lr for _, lr in record.lrs]
+    expected = [0.01 * lr_factor(settings.lr_schedule.__dict__, 10)(s) for s in range(10)]
+    assert lrs == pytest.approx(expected)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert any(c.startswith("lr-") for c in metrics.columns)
+
+
+def test_kill_and_resume_continues_step_and_lr(stores, tmp_path):
+    settings = model_settings(max_steps=8, val_every_n_steps=2, lr_schedule={"name": "step", "step_size": 3})
+    full = RecordLR()
+    train_model(settings, [stores[0]], [stores[1]], tmp_path / "full", callbacks=[full])
+
+    with pytest.raises(Killed):
+        train_model(settings, [stores[0]], [stores[1]], tmp_path / "cut", callbacks=[Kill(5)])
+    resumed = RecordLR()
+    train_model(settings, [stores[0]], [stores[1]], tmp_path / "cut", callbacks=[resumed])
+    # The last checkpoint was at step 4 (validation every 2 steps): the rerun goes on from there.
+    assert [s for s, _ in resumed.lrs] == [4, 5, 6, 7]
+    assert [s for s, _ in full.lrs[4:]] == [4, 5, 6, 7]
+    assert [lr for _, lr in resumed.lrs] == pytest.approx([lr for _, lr in full.lrs[4:]])
+    ckpt = torch.load(tmp_path / "cut" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] in (2, 4, 6, 8)
+
+
+def test_nan_stops_with_step_terms_and_checkpoint(stores, tmp_path):
+    settings = model_settings(max_steps=8, val_every_n_steps=2)
+    with pytest.raises(TrainingDiverged) as info:
+        train_model(settings, [stores[0]], [], tmp_path, callbacks=[PoisonWeights(3)])
+    message = str(info.value)
+    assert "at step 3" in message and "affinity/bce=nan" in message
+    assert "last.ckpt" in message
+
+
+def test_missing_validation_errors_before_training(stores, tmp_path):
+    with pytest.raises(ConfigError, match="require_validation"):
+        train_model(model_settings(require_validation=True), [stores[0]], [], tmp_path)
+    with pytest.raises(ConfigError, match="plateau"):
+        train_model(model_settings(lr_schedule={"name": "plateau"}), [stores[0]], [], tmp_path)
+    assert not (tmp_path / "logs").exists()
+
+
+def test_multitask_with_deep_supervision_trains_and_predicts_affinities_first(stores, tmp_path):
+    settings = model_settings(
+        architecture="rsunet", architecture_params={"widths": [4, 8], "downsample": [[1, 2, 2]]},
+        max_steps=10, val_every_n_steps=5, gradient_clip=1.0,
+        targets=[{"type": "affinity", "losses": [{"name": "bce"}, {"name": "dice", "weight": 0.5}]},
+                 {"type": "boundary", "losses": [{"name": "balanced_bce"}]},
+                 {"type": "distance", "losses": [{"name": "mse"}], "weight": 0.5}],
+        deep_supervision={"enabled": True},
+    )
+    best = train_model(settings, [stores[0]], [stores[1]], tmp_path)
+    from pipeline_lib.training.module import AffinityModule
+
+    module = AffinityModule.load_from_checkpoint(str(best), map_location="cpu").eval()
+    out = module(torch.zeros(1, 1, 8, 16, 16))
+    assert out.shape == (1, 3 + 2, 8, 16, 16)
+    assert module.channel_names[:3] == ["affinity[-1, 0, 0]", "affinity[0, -1, 0]", "affinity[0, 0, -1]"]
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert {"train/boundary/balanced_bce", "train/scale1", "val/distance/mse"} <= set(metrics.columns)
