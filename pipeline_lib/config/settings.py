@@ -14,7 +14,129 @@ Offset = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
+class LossSettings:
+    name: Literal["bce", "balanced_bce", "dice", "mse"]
+    weight: float
+    pos_weight: float
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    type: Literal["affinity", "boundary", "foreground", "distance"]
+    weight: float
+    losses: tuple[LossSettings, ...]
+    distance_scale: float
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    name: Literal["adam", "adamw", "sgd"]
+    weight_decay: float
+    momentum: float
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    name: Literal["constant", "cosine", "step", "plateau"]
+    warmup_steps: int
+    min_lr_ratio: float
+    step_size: int
+    gamma: float
+    patience: int
+
+
+@dataclass(frozen=True)
+class DeepSupervisionSettings:
+    enabled: bool
+    weights: tuple[float, ...]
+    logit_clamp: float
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    min_foreground: float
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class Chance:
+    p: float
+
+
+@dataclass(frozen=True)
+class ElasticAug:
+    p: float
+    sigma: float
+    magnitude: float
+
+
+@dataclass(frozen=True)
+class ShiftAug:
+    p: float
+    max_shift: int
+
+
+@dataclass(frozen=True)
+class SectionsAug:
+    p: float
+    max_sections: int
+
+
+@dataclass(frozen=True)
+class BlurAug:
+    p: float
+    kernel_size: int
+
+
+@dataclass(frozen=True)
+class CutBlurAug:
+    p: float
+    max_fraction: float
+    factor: int
+
+
+@dataclass(frozen=True)
+class CutNoiseAug:
+    p: float
+    max_fraction: float
+    std: float
+
+
+@dataclass(frozen=True)
+class RangeAug:
+    p: float
+    range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class NoiseAug:
+    p: float
+    std: float
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Training augmentations (see the schema's ``augment`` entry); each has a probability ``p``."""
+
+    flip: Chance
+    transpose: Chance
+    rot90: Chance
+    elastic: ElasticAug
+    misalignment: ShiftAug
+    missing_section: SectionsAug
+    motion_blur: BlurAug
+    cut_blur: CutBlurAug
+    cut_noise: CutNoiseAug
+    gamma: RangeAug
+    contrast: RangeAug
+    brightness: RangeAug
+    noise: NoiseAug
+
+
+@dataclass(frozen=True)
 class ModelSettings:
+    """One model entry; ``__post_init__`` checks the rules the schema cannot express."""
+
     architecture: str
     architecture_params: dict[str, Any]
     offsets: tuple[Offset, ...]
@@ -27,8 +149,26 @@ class ModelSettings:
     val_batches: int
     num_workers: int
     seed: int
-    flip_augment: float
     boundary_weight: float
+    targets: tuple[TargetSettings, ...]
+    optimizer: OptimizerSettings
+    lr_schedule: ScheduleSettings
+    gradient_clip: float
+    require_validation: bool
+    deep_supervision: DeepSupervisionSettings
+    sampling: SamplingSettings
+    augment: AugmentSettings
+
+    def __post_init__(self) -> None:
+        from pipeline_lib.errors import ConfigError
+
+        kinds = [t.type for t in self.targets]
+        if kinds[0] != "affinity" or kinds.count("affinity") != 1:
+            raise ConfigError(f"model key 'targets': one 'affinity' target, listed first, is needed; got {kinds}")
+        if len(set(kinds)) != len(kinds):
+            raise ConfigError(f"model key 'targets': each target type may appear once; got {kinds}")
+        if self.lr_schedule.name == "plateau" and self.lr_schedule.warmup_steps:
+            raise ConfigError("model key 'lr_schedule.warmup_steps': warm-up is not supported with 'plateau'")
 
 
 @dataclass(frozen=True)
