@@ -68,8 +68,9 @@ class Plan:
         return split_jobs(len(grid), d.blocks_per_job)
 
     def final_targets(self) -> list[str]:
-        """What ``snakemake`` builds by default: every model's curves and, per test dataset,
-        an evaluation (with labels) or a segmentation (without) for every decoder."""
+        """What ``snakemake`` builds by default: every model's curves; per test dataset an
+        evaluation (with labels) or a segmentation (without) for every decoder; per validation
+        dataset a threshold sweep of every decoder; the report's figures."""
         targets = []
         for model in self.settings.models:
             targets.append(f"results/models/{model}/loss.png")
@@ -79,6 +80,8 @@ class Plan:
                         targets.append(f"results/evaluations/{model}/{decoder}/{dataset}.json")
                     else:
                         targets.append(f"results/segmentations/{model}/{decoder}/{dataset}.zarr")
+                for dataset in self.datasets_with_role("val"):
+                    targets.append(f"results/sweeps/{model}/{decoder}/{dataset}.json")
         return targets + self.report_targets()
 
     def report_targets(self) -> list[str]:

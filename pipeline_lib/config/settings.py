@@ -221,6 +221,8 @@ class DecodeSettings:
 @dataclass(frozen=True)
 class EvaluateSettings:
     block_shape: Shape3
+    sweep_thresholds: tuple[float, ...]
+    sweep_criterion: Literal["arand", "voi"]
 
 
 @dataclass(frozen=True)

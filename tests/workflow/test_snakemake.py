@@ -12,6 +12,7 @@ import pytest
 import zarr
 
 from tests.conftest import REPO, write_yaml
+from tests.report.test_report_workflow import check_provenance, check_report
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +105,18 @@ def test_lint_is_clean(tmp_path):
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_report_has_every_figure_and_table(finished_run):
+    check_report(finished_run)
+
+
+def test_every_output_records_its_provenance(finished_run):
+    check_provenance(finished_run)
+
+
+def test_sweep_names_a_best_threshold(finished_run):
+    best = json.loads((finished_run / "results/sweeps/tiny/cc/tiny_val.json").read_text())
+    assert 0.0 < best["threshold"] < 1.0
+    table = (finished_run / "results/sweeps/tiny/cc/tiny_val.csv").read_text().splitlines()
+    assert len(table) == 1 + 9  # header + the default thresholds

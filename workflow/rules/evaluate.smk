@@ -13,3 +13,30 @@ rule evaluate:
         **resources("evaluate"),
     script:
         "../scripts/evaluate.py"
+
+
+rule sweep:
+    """One decoder over a list of thresholds on a validation dataset: table, plot, best threshold."""
+    input:
+        affinities=prediction("{model}", "{dataset}"),
+        volume=volume("{dataset}"),
+    output:
+        table="results/sweeps/{model}/{decoder}/{dataset}.csv",
+        plot=report(
+            "results/sweeps/{model}/{decoder}/{dataset}.png",
+            caption="../report/sweep.rst",
+            category="Decoder sweeps",
+            labels={"model": "{model}", "decoder": "{decoder}", "dataset": "{dataset}"},
+        ),
+        best="results/sweeps/{model}/{decoder}/{dataset}.json",
+    params:
+        decoder=lambda wc: PLAN.config["decoders"][wc.decoder],
+        evaluate=PLAN.config["evaluate"],
+    conda:
+        "../../envs/cpu.yaml"
+    log:
+        "logs/sweep/{model}/{decoder}/{dataset}.log",
+    resources:
+        **resources("evaluate"),
+    script:
+        "../scripts/sweep.py"

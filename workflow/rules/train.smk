@@ -6,7 +6,12 @@ rule train:
     output:
         checkpoint="results/models/{model}/best.ckpt",
         metrics="results/models/{model}/metrics.csv",
-        loss_plot="results/models/{model}/loss.png",
+        loss_plot=report(
+            "results/models/{model}/loss.png",
+            caption="../report/loss.rst",
+            category="Training",
+            labels={"model": "{model}", "figure": "loss curves"},
+        ),
     params:
         model=lambda wc: PLAN.config["models"][wc.model],
     conda:
