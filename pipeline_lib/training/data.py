@@ -63,7 +63,13 @@ class _Volume:
 
 
 def renumber(labels: np.ndarray) -> np.ndarray:
-    """Labels mapped to consecutive int32 ids, 0 kept as 0 (targets depend on equality only)."""
+    """Labels as int32 ids below 2**24 (exact in float32), 0 kept as 0.
+
+    Ids already below 2**24 are kept; otherwise they are mapped to consecutive ids (targets
+    depend on label equality only).
+    """
+    if labels.size and int(labels.max()) < 2**24:
+        return labels.astype(np.int32)
     ids, inverse = np.unique(labels, return_inverse=True)
     if ids[0] != 0:
         inverse = inverse + 1
