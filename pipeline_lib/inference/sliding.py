@@ -120,9 +120,10 @@ def sliding_window_predict(
     """Blend ``predictor``'s outputs over MONAI's windows of a ``(z, y, x)`` float image.
 
     ``predictor`` maps a batch of windows ``(B, 1, *window)`` to one tensor or a tuple of
-    tensors ``(B, C_i, *window)``; the result is the tuple of blended outputs ``(C_i, z, y, x)``
-    on the CPU, float32. The image is the context of a block (see :func:`window_context`) or
-    a whole volume; windows are placed by MONAI relative to the image start. With ``desc``
+    tensors ``(B, C_i, *window)``; the result is the tuple of blended outputs
+    ``(C_i, z, y, x)``, float32, moved to the CPU (windows run and are blended on
+    ``device``). The image is the context of a block (see :func:`window_context`) or a
+    whole volume; windows are placed by MONAI relative to the image start. With ``desc``
     a progress bar over windows is shown.
     """
     tensor = torch.as_tensor(image, dtype=torch.float32)[None, None].to(device)
@@ -138,11 +139,10 @@ def sliding_window_predict(
         overlap=overlap,
         mode=blend,
         padding_mode=padding_mode,
-        device="cpu",
     )
     if counting is not None:
         counting.bar.close()
     outputs = out if isinstance(out, tuple) else (out,)
     if not all(isinstance(o, torch.Tensor) for o in outputs):
         raise TypeError("predictor must return a tensor or a tuple of tensors")
-    return tuple(o[0].float() for o in outputs)
+    return tuple(o[0].float().cpu() for o in outputs)
