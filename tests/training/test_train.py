@@ -132,3 +132,20 @@ def test_multitask_with_deep_supervision_trains_and_predicts_affinities_first(st
     assert module.channel_names[:3] == ["affinity[-1, 0, 0]", "affinity[0, -1, 0]", "affinity[0, 0, -1]"]
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert {"train/boundary/balanced_bce", "train/scale1", "val/distance/mse"} <= set(metrics.columns)
+
+
+class RecordSchedulers(RecordLR):
+    def on_train_start(self, trainer, pl_module):
+        self.configs = trainer.lr_scheduler_configs
+
+
+def test_plateau_schedule_is_attached_to_validation_loss(stores, tmp_path):
+    settings = model_settings(max_steps=8, val_every_n_steps=2, learning_rate=0.5, optimizer={"name": "sgd"},
+                              lr_schedule={"name": "plateau", "patience": 0, "gamma": 0.5})
+    record = RecordSchedulers()
+    train_model(settings, [stores[0]], [stores[1]], tmp_path, callbacks=[record])
+    (config,) = record.configs
+    assert isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert config.monitor == "val/loss" and config.frequency == 2
+    lrs = {lr for _, lr in record.lrs}
+    assert lrs <= {0.5 * 0.5**k for k in range(8)}

@@ -1,0 +1,52 @@
+"""Patch sampling: rejection sampling, shape errors, targets from the augmented labels."""
+
+import numpy as np
+import pytest
+
+from pipeline_lib.errors import UserError
+from pipeline_lib.io.volumes import create_array
+from pipeline_lib.training.data import FixedPatches, PatchSpec, RandomPatches
+from tests.training.helpers import model_settings
+
+OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
+
+
+def _half_empty_store(path):
+    labels = np.zeros((8, 64, 64), dtype=np.uint32)
+    labels[:, :, 40:] = 1 + np.arange(8 * 64 * 24).reshape(8, 64, 24) % 150  # labelled only at x >= 40
+    image = (labels % 200).astype(np.uint8)
+    for name, array in (("image", image), ("labels", labels)):
+        create_array(path, name, array.shape, array.dtype, array.shape, (1, 1, 1))[...] = array
+    return path
+
+
+def test_rejection_sampling_reaches_min_foreground(tmp_path):
+    store = _half_empty_store(tmp_path / "v.zarr")
+    spec = PatchSpec((4, 16, 16), OFFSETS)
+    none = model_settings(augment={"flip": {"p": 0}, "transpose": {"p": 0}})
+    plain = iter(RandomPatches([store], spec, 0, none.augment, none.sampling))
+    picky_settings = model_settings(sampling={"min_foreground": 0.5, "max_attempts": 50})
+    picky = iter(RandomPatches([store], spec, 0, none.augment, picky_settings.sampling))
+    # The image is labels % 200 (never 0 where labelled), so labelled voxels are non-zero pixels.
+    plain_fractions = [float((next(plain)["image"] > 0).float().mean()) for _ in range(30)]
+    assert min(plain_fractions) < 0.5
+    for _ in range(20):
+        assert (next(picky)["image"] > 0).float().mean() >= 0.5
+
+
+def test_patch_larger_than_volume_names_both_shapes(tmp_path):
+    store = _half_empty_store(tmp_path / "v.zarr")
+    settings = model_settings()
+    with pytest.raises(UserError, match=r"patch shape \(16, 16, 16\) is larger than the volume \(8, 64, 64\)"):
+        RandomPatches([store], PatchSpec((16, 16, 16), OFFSETS), 0, settings.augment, settings.sampling)
+
+
+def test_samples_have_consistent_targets_and_weights(stores):
+    settings = model_settings()
+    spec = PatchSpec((8, 16, 16), OFFSETS, ("affinity", "boundary", "foreground"))
+    sample = next(iter(RandomPatches([stores[0]], spec, 0, settings.augment, settings.sampling)))
+    assert sample["image"].shape == (1, 8, 16, 16)
+    assert sample["target"].shape == sample["weight"].shape == (5, 8, 16, 16)
+    assert set(sample["target"].unique().tolist()) <= {0.0, 1.0}
+    val = FixedPatches([stores[1]], spec, 3, seed=1)
+    assert len(val) == 3 and val[0]["target"].shape == (5, 8, 16, 16)
