@@ -158,8 +158,14 @@ def predict_array(
 
 
 def _encode(affinities: np.ndarray, dtype: str) -> np.ndarray:
+    """Storage form of ``(C, …)`` float affinities: uint8 ``round(255 · p)`` or float16."""
     if dtype == "uint8":
-        return np.round(np.clip(affinities, 0.0, 1.0) * 255.0).astype(np.uint8)
+        encoded = np.empty(affinities.shape, dtype=np.uint8)
+        for c, channel in enumerate(affinities):  # one channel of float temporaries at a time
+            scaled = np.clip(channel, 0.0, 1.0)
+            scaled *= 255.0
+            encoded[c] = np.rint(scaled, out=scaled)
+        return encoded
     return affinities.astype(np.float16)
 
 
