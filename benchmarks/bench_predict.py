@@ -80,7 +80,7 @@ def child(args: argparse.Namespace) -> None:
         model, predict = settings(args)
         start = time.perf_counter()
         module = load_model(work / "model.ckpt")
-        image = normalize_image(open_array(work / "volume.zarr", "image")[...])
+        image = normalize_image(np.asarray(open_array(work / "volume.zarr", "image")[...]))
         with torch.inference_mode():
             out = sliding_window_inference(
                 torch.from_numpy(image)[None, None],

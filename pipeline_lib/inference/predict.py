@@ -208,7 +208,7 @@ def prepare_prediction(
     chunks = (len(model.offsets), *settings.chunk_shape)
     vs = voxel_size(volume, "image")
     offsets = [list(o) for o in model.offsets]
-    attrs = {"offsets": offsets, "encoding": settings.dtype}
+    attrs: dict[str, Any] = {"offsets": offsets, "encoding": settings.dtype}
     create_array(partial, AFFINITIES, shape, settings.dtype, chunks, vs, attrs=attrs)
     if settings.mc_dropout_samples > 0:
         attrs = {"offsets": offsets, "encoding": "variance"}

@@ -166,6 +166,10 @@ def test_ensemble_averages_checkpoints(case: dict[str, Path]) -> None:
     b = predict_array(make_predictor(case["ckpt2"], model, predict, cpu), image, model, predict)
     both = predict_array(make_predictor([case["ckpt"], case["ckpt2"]], model, predict, cpu), image, model, predict)
     np.testing.assert_allclose(both, (a + b) / 2, atol=1e-6)
+    ensemble = [case["ckpt"], case["ckpt2"]]
+    partial = prepare_prediction(case["volume"], ensemble, case["root"] / "ens.zarr", model, predict)
+    assert [Path(c["path"]).name for c in store_attrs(partial)["checkpoints"]] == ["a.ckpt", "b.ckpt"]
+    shutil.rmtree(partial)
 
 
 def test_mc_dropout_writes_uncertainty(case: dict[str, Path]) -> None:
