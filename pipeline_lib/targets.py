@@ -21,6 +21,7 @@ Other targets (one channel each, all in [0, 1], valid everywhere):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,8 +51,9 @@ def affinities(
     for k, offset in enumerate(offsets):
         here, there = _edge_slices(offset)
         a, b = labels[here], labels[there]
-        aff[(k, *here)] = (a == b) & (a != 0)
-        mask[(k, *here)] = 1.0
+        at: tuple[Any, ...] = (k, *here)
+        aff[at] = (a == b) & (a != 0)
+        mask[at] = 1.0
     return aff, mask
 
 

@@ -26,7 +26,7 @@ def unet(
         in_channels=in_channels,
         out_channels=out_channels,
         channels=tuple(channels),
-        strides=tuple(tuple(s) if isinstance(s, Sequence) else s for s in strides),
+        strides=tuple(tuple(s) if isinstance(s, Sequence) else s for s in strides),  # type: ignore[misc]
         num_res_units=num_res_units,
         dropout=dropout,
     )

@@ -35,7 +35,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 class _ConvNormAct(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel: tuple[int, int, int], norm: str) -> None:
-        padding = tuple(k // 2 for k in kernel)
+        padding = (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2)
         super().__init__(nn.Conv3d(cin, cout, kernel, padding=padding, bias=False), _norm(norm, cout), nn.ELU())
 
 
@@ -73,7 +73,7 @@ class RSUNet(nn.Module):
         super().__init__()
         if len(downsample) != len(widths) - 1:
             raise TypeError(f"rsunet needs len(downsample) == len(widths) - 1, got {len(downsample)} and {len(widths)}")
-        self.factors = [tuple(int(f) for f in d) for d in downsample]
+        self.factors: list[tuple[int, int, int]] = [(int(d[0]), int(d[1]), int(d[2])) for d in downsample]
         self.deep_supervision = deep_supervision
         self.embed = _ConvNormAct(in_channels, widths[0], (1, 5, 5), norm)
         self.down = nn.ModuleList(ResBlock(widths[i - 1] if i else widths[0], w, norm) for i, w in enumerate(widths))

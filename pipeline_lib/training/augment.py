@@ -228,9 +228,9 @@ def build_augment(settings: AugmentSettings, patch_shape: Sequence[int]) -> mt.C
     if s.gamma.p:
         steps.append(RandGammad(["image"], s.gamma.p, s.gamma.range))
     if s.contrast.p:
-        steps.append(mt.RandScaleIntensityd(["image"], factors=tuple(s.contrast.range), prob=s.contrast.p))
+        steps.append(mt.RandScaleIntensityd(["image"], factors=s.contrast.range, prob=s.contrast.p))
     if s.brightness.p:
-        steps.append(mt.RandShiftIntensityd(["image"], offsets=tuple(s.brightness.range), prob=s.brightness.p))
+        steps.append(mt.RandShiftIntensityd(["image"], offsets=s.brightness.range, prob=s.brightness.p))
     if s.noise.p:
         steps.append(mt.RandGaussianNoised(["image"], prob=s.noise.p, std=s.noise.std))
     return mt.Compose(steps)

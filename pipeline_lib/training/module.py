@@ -93,11 +93,12 @@ class AffinityModule(L.LightningModule):
         self.save_hyperparameters()
         self.offsets = [tuple(int(v) for v in o) for o in offsets]
         self.heads = build_heads(targets, self.offsets, boundary_weight)
-        self.channel_names = [
-            f"affinity{list(o)}" if h.name == "affinity" else h.name
-            for h in self.heads
-            for o in (self.offsets if h.name == "affinity" else [None])
-        ]
+        self.channel_names: list[str] = []
+        for head in self.heads:
+            if head.name == "affinity":
+                self.channel_names += [f"affinity{list(o)}" for o in self.offsets]
+            else:
+                self.channel_names.append(head.name)
         self.ds_enabled = bool(deep_supervision["enabled"])
         self.ds_weights = [float(w) for w in deep_supervision["weights"]]
         self.ds_clamp = float(deep_supervision["logit_clamp"])
@@ -143,7 +144,7 @@ class AffinityModule(L.LightningModule):
         if grads and not torch.isfinite(torch.stack(grads).max()):
             raise TrainingDiverged(self.global_step, "gradient", self.last_terms)
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:  # Lightning's OptimizerLRSchedulerConfig dict
         hp = self.hparams
         opt, lr, decay = hp["optimizer"], hp["learning_rate"], hp["optimizer"]["weight_decay"]
         optimizer: torch.optim.Optimizer

@@ -21,7 +21,7 @@ def plot_losses(metrics: pd.DataFrame, output: str | Path) -> None:
             rows = metrics.dropna(subset=[column])
             ax.plot(rows["step"], rows[column], marker="o" if label == "validation" else None, label=label)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (masked BCE)")
+    ax.set_ylabel("loss (weighted sum of the targets' terms)")
     ax.set_yscale("log")
     ax.legend()
     ax.grid(alpha=0.3)
