@@ -89,7 +89,8 @@ def make_sample(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, spec: P
 class RandomPatches(IterableDataset[Sample]):
     """An endless stream of random, augmented patches from several volumes.
 
-    Volumes are drawn with probability proportional to their size. ``seed`` and the worker id
+    Volumes are drawn with probability proportional to ``volume_weights``, by default to
+    their size. ``seed`` and the worker id
     fix the stream, so a run is reproducible.
     """
 
@@ -100,6 +101,7 @@ class RandomPatches(IterableDataset[Sample]):
         seed: int,
         augment: AugmentSettings,
         sampling: SamplingSettings,
+        volume_weights: Sequence[float] | None = None,
     ) -> None:
         if not stores:
             raise UserError("no training volumes: select a dataset with role 'train'")
@@ -110,6 +112,11 @@ class RandomPatches(IterableDataset[Sample]):
         self.sampling = sampling
         # Open once here to fail early on shape errors; workers reopen lazily.
         sizes = [_Volume(s, spec.shape).n_voxels for s in self.stores]
+        if volume_weights is not None:
+            if len(volume_weights) != len(self.stores) or min(volume_weights) < 0 or sum(volume_weights) <= 0:
+                raise UserError(f"volume weights {list(volume_weights)} must be one non-negative number per "
+                                f"training volume ({len(self.stores)}), not all 0")
+            sizes = list(volume_weights)
         self.weights = np.array(sizes, dtype=float) / sum(sizes)
 
     def __iter__(self) -> Iterator[Sample]:

@@ -50,3 +50,16 @@ def test_samples_have_consistent_targets_and_weights(stores):
     assert set(sample["target"].unique().tolist()) <= {0.0, 1.0}
     val = FixedPatches([stores[1]], spec, 3, seed=1)
     assert len(val) == 3 and val[0]["target"].shape == (5, 8, 16, 16)
+
+
+def test_volume_weights_choose_volumes(tmp_path):
+    a = _half_empty_store(tmp_path / "a.zarr")
+    b = tmp_path / "b.zarr"
+    for name, dtype in (("image", np.uint8), ("labels", np.uint32)):
+        create_array(b, name, (8, 64, 64), dtype, (8, 64, 64), (1, 1, 1))  # all zero
+    settings = model_settings(augment={"flip": {"p": 0}, "transpose": {"p": 0}})
+    spec = PatchSpec((4, 16, 16), OFFSETS)
+    only_b = iter(RandomPatches([a, b], spec, 0, settings.augment, settings.sampling, volume_weights=[0, 1]))
+    assert all(next(only_b)["image"].max() == 0 for _ in range(10))
+    with pytest.raises(UserError, match="one non-negative number per training volume"):
+        RandomPatches([a, b], spec, 0, settings.augment, settings.sampling, volume_weights=[1])
