@@ -84,7 +84,7 @@ def test_forcerun_decode_plans_only_decode_and_what_follows(finished_run):
     result = snakemake(finished_run, "-n", "--cores", "2", target, "--forcerun", "decode")
     jobs = planned_jobs(result.stdout)
     assert set(jobs) == {"decode_prepare", "decode_block", "decode", "evaluate"}
-    assert jobs["decode_block"] == 2  # 8 blocks, 4 per job
+    assert jobs["decode_block"] == 3  # 3 × 2 × 2 blocks, 4 per job
 
 
 def test_bad_config_fails_before_any_job_with_one_message(finished_run, tmp_path):
