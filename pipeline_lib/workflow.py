@@ -67,6 +67,12 @@ class Plan:
         grid = BlockGrid.aligned(self._shapes[dataset], d.block_shape, d.chunk_shape)
         return split_jobs(len(grid), d.blocks_per_job)
 
+    def sweep_inputs(self, model: str, decoder: str) -> list[str]:
+        """The sweep result a decoder takes its threshold from (none unless ``tune_threshold``)."""
+        if not self.settings.decoders[decoder].tune_threshold:
+            return []
+        return [f"results/sweeps/{model}/{decoder}/{self.datasets_with_role('val')[0]}.json"]
+
     def final_targets(self) -> list[str]:
         """What ``snakemake`` builds by default: every model's curves; per test dataset an
         evaluation (with labels) or a segmentation (without) for every decoder; per validation

@@ -45,7 +45,7 @@ def tiny_config(datasets_file: Path, max_steps: int = 20) -> dict[str, object]:
                 "val_batches": 1,
             }
         },
-        "decoders": {"cc": {"method": "connected_components", "threshold": 0.5, "min_size": 10}},
+        "decoders": {"cc": {"method": "connected_components", "threshold": 0.5, "tune_threshold": True, "min_size": 10}},
         "assemble": {"chunk_shape": [8, 32, 32]},
         "predict": {"block_shape": [24, 32, 32], "chunk_shape": [8, 32, 32], "blocks_per_job": 2},
         "decode": {"block_shape": [8, 32, 32], "chunk_shape": [8, 32, 32], "blocks_per_job": 4},

@@ -182,6 +182,10 @@ def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings
     declared = load_datasets(data["datasets_file"])
     _check_datasets(data["datasets"], declared, data["datasets_file"])
     selected = {name: declared[name] for name in data["datasets"]}
+    has_val = any("val" in spec.roles for spec in selected.values())
+    for name, decoder in data["decoders"].items():
+        if decoder["tune_threshold"] and not has_val:
+            raise ConfigError(f"config key 'decoders.{name}.tune_threshold': needs a selected dataset with role 'val' to sweep on")
     if check_files:
         _check_files(list(selected.values()))
     return Settings(

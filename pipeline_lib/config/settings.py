@@ -177,6 +177,7 @@ class DecoderSettings:
 
     method: str
     threshold: float
+    tune_threshold: bool
     min_size: int
     small_objects: Literal["background", "merge"]
     params: dict[str, Any]

@@ -9,7 +9,7 @@
 
 from pipeline_lib.decoding.blockwise import decode_blocks, decode_volume, prepare_decoding, stitch_and_relabel
 from pipeline_lib.decoding.registry import decode_array, decoder_settings, get_decoder, register
-from pipeline_lib.decoding.sweep import sweep
+from pipeline_lib.decoding.sweep import sweep, tuned_decoder
 
 __all__ = [
     "decode_array",
@@ -21,4 +21,5 @@ __all__ = [
     "register",
     "stitch_and_relabel",
     "sweep",
+    "tuned_decoder",
 ]

@@ -137,3 +137,13 @@ def sweep(
 
 
 __all__ = ["COLUMNS", "segmentations", "sweep"]
+
+
+def tuned_decoder(decoder: DecoderSettings, sweep_result: str | Path | None) -> DecoderSettings:
+    """``decoder`` with the best threshold of a sweep when it asks for it (``tune_threshold``)."""
+    if not decoder.tune_threshold:
+        return decoder
+    if sweep_result is None:
+        raise ValueError("decoder has tune_threshold but no sweep result was given")
+    best = json.loads(Path(sweep_result).read_text())
+    return dataclasses.replace(decoder, threshold=float(best["threshold"]))

@@ -4,7 +4,8 @@
 
 rule decode_prepare:
     input:
-        prediction("{model}", "{dataset}"),
+        affinities=prediction("{model}", "{dataset}"),
+        sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
     output:
         temp(directory("results/segmentations/{model}/{decoder}/{dataset}.zarr.partial")),
     params:
@@ -22,6 +23,7 @@ rule decode_block:
     input:
         partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
         affinities=prediction("{model}", "{dataset}"),
+        sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
     output:
         temp("results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/{job}.done"),
     params:
@@ -42,6 +44,7 @@ rule decode:
     input:
         partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
         affinities=prediction("{model}", "{dataset}"),
+        sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
         jobs=lambda wc: expand(
             "results/segmentations/{{model}}/{{decoder}}/{{dataset}}.zarr.jobs/{job}.done",
             job=range(len(PLAN.decode_jobs(wc.dataset))),

@@ -1,15 +1,17 @@
 """Snakemake script of rule `decode_prepare`: create the empty segmentation store."""
 
 from pipeline_lib.config import load_config
-from pipeline_lib.decoding import prepare_decoding
+from pipeline_lib.decoding import prepare_decoding, tuned_decoder
 from pipeline_lib.io.volumes import final_path
 from pipeline_lib.workflow import job_logging
 
 with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
     settings = load_config(snakemake.config, check_files=False)  # noqa: F821
+    sweep = snakemake.input.sweep[0] if snakemake.input.sweep else None  # noqa: F821
+    decoder = tuned_decoder(settings.decoders[snakemake.wildcards.decoder], sweep)  # noqa: F821
     prepare_decoding(
-        snakemake.input[0],  # noqa: F821
+        snakemake.input.affinities,  # noqa: F821
         final_path(snakemake.output[0]),  # noqa: F821
-        settings.decoders[snakemake.wildcards.decoder],  # noqa: F821
+        decoder,
         settings.decode,
     )

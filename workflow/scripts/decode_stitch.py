@@ -1,14 +1,16 @@
 """Snakemake script of rule `decode`: stitch blocks across faces, relabel, publish the segmentation."""
 
 from pipeline_lib.config import load_config
-from pipeline_lib.decoding import stitch_and_relabel
+from pipeline_lib.decoding import stitch_and_relabel, tuned_decoder
 from pipeline_lib.workflow import job_logging
 
 with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
     settings = load_config(snakemake.config, check_files=False)  # noqa: F821
+    sweep = snakemake.input.sweep[0] if snakemake.input.sweep else None  # noqa: F821
+    decoder = tuned_decoder(settings.decoders[snakemake.wildcards.decoder], sweep)  # noqa: F821
     stitch_and_relabel(
         snakemake.input.affinities,  # noqa: F821
         snakemake.output[0],  # noqa: F821
-        settings.decoders[snakemake.wildcards.decoder],  # noqa: F821
+        decoder,
         settings.decode,
     )
