@@ -1,14 +1,19 @@
 """Assemble a declared dataset into one chunked zarr volume (arrays image, labels, mask).
 
-Sources are read lazily, one chunk-sized block at a time, so memory stays bounded by a few
-blocks whatever the volume size; the store is written under a temporary name and renamed
-when complete.
+Sources are read lazily, one *super block* at a time (:func:`super_blocks`: whole output
+chunks, aligned to the source's tiles so each tile is decoded once), and each super block is
+written while the next one is read. Memory stays bounded by a few super blocks
+(``max_block_bytes`` each) whatever the volume size; the store is written under a temporary
+name and renamed when complete.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +21,7 @@ import numpy as np
 from pipeline_lib.config import DatasetSpec
 from pipeline_lib.data import synthetic
 from pipeline_lib.errors import UserError
-from pipeline_lib.geometry import Box, BlockGrid
+from pipeline_lib.geometry import Box
 from pipeline_lib.io.sources import VolumeSource, open_source
 from pipeline_lib.io.volumes import atomic_directory, create_array, set_store_attrs
 from pipeline_lib.progress import progress
@@ -26,6 +31,10 @@ log = logging.getLogger(__name__)
 
 ROLES = ("image", "labels", "mask")
 
+#: Default upper bound on one super block in memory (bytes, at the wider of the source and
+#: output dtypes). A 32 x 1024 x 2048 uint8 block; a few of them are alive at once.
+MAX_BLOCK_BYTES = 64 * 2**20
+
 
 class _ArraySource:
     """An in-memory array behind the :class:`VolumeSource` interface (synthetic data)."""
@@ -34,6 +43,7 @@ class _ArraySource:
         self.array = array
         self.shape = tuple(array.shape)
         self.dtype = array.dtype
+        self.read_unit = None
 
     def read(self, region: tuple[slice, slice, slice]) -> np.ndarray:
         return self.array[region]
@@ -49,7 +59,7 @@ def open_dataset_sources(spec: DatasetSpec) -> dict[str, VolumeSource]:
     for role in ROLES:
         source_spec = getattr(spec, role)
         if source_spec is not None:
-            sources[role] = open_source(source_spec, Path("/"))
+            sources[role] = open_source(source_spec, Path("/"), is_label=role == "labels")
     shapes = {role: tuple(src.shape) for role, src in sources.items()}
     if len(set(shapes.values())) > 1:
         raise UserError(f"dataset '{spec.name}': image, labels and mask shapes differ: {shapes}")
@@ -98,19 +108,84 @@ def _convert(role: str, block: np.ndarray, out_dtype: np.dtype, name: str) -> np
     return block
 
 
-def assemble_dataset(spec: DatasetSpec, output: str | Path, chunk_shape: Sequence[int]) -> None:
-    """Write ``output`` (a zarr store) with the dataset's image, labels and mask arrays."""
+def _cuts(n: int, chunk: int, unit: int | None, begin: int, length: int) -> list[int]:
+    """Block edges along one axis: 0, n, and every ``length`` from the first chunk edge that
+    is also a unit edge of the source (``begin`` is the region's start in the source)."""
+    phase = 0
+    if unit:
+        phase = next((p for p in range(0, length, chunk) if (p + begin) % unit == 0), 0)
+    return [0, *range(phase or length, n, length), n] if n else [0]
+
+
+def super_blocks(
+    shape: Sequence[int],
+    chunk_shape: Sequence[int],
+    read_unit: Sequence[int] | None,
+    begin: Sequence[int] = (0, 0, 0),
+    itemsize: int = 1,
+    max_bytes: int = MAX_BLOCK_BYTES,
+) -> list[Box]:
+    """Cut a region of ``shape`` (starting at ``begin`` in its source) into blocks to copy.
+
+    Contract: the blocks cover the region exactly once, in C order; each is a union of
+    whole output chunks (clipped at the region's end), so every chunk is written once and
+    whole. Along each axis a block is ``lcm(chunk, unit)`` long and the edges sit where a
+    chunk edge meets an edge of the source's ``read_unit`` grid (when they meet at all), so
+    each unit (tile) is decoded by one block only::
+
+        source tiles   |-------|-------|-------|-------|    unit 8; region begins at 4
+        output chunks      |---|---|---|---|---|---|---|    chunk 4
+        super blocks       |---|-------|-------|-------|    edges at 4, 12, 20, ...
+
+    Lengths are limited to the region, then shrunk (longest axis first, in whole chunks)
+    until a block holds at most ``max_bytes`` of ``itemsize``-byte voxels: memory is bounded
+    whatever the volume size, at the cost of decoding units cut by a block edge again.
+    """
+    units = tuple(read_unit) if read_unit is not None else (None,) * len(shape)
+    lengths = [
+        min(math.lcm(c, u) if u else c, -(-n // c) * c) or c
+        for n, c, u in zip(shape, chunk_shape, units, strict=True)
+    ]
+    while math.prod(lengths) * itemsize > max_bytes and any(s > c for s, c in zip(lengths, chunk_shape, strict=True)):
+        i = max((i for i, c in enumerate(chunk_shape) if lengths[i] > c), key=lambda i: lengths[i])
+        lengths[i] = max(chunk_shape[i], lengths[i] // 2 // chunk_shape[i] * chunk_shape[i])
+    cuts = [
+        _cuts(n, c, u, b, s) for n, c, u, b, s in zip(shape, chunk_shape, units, begin, lengths, strict=True)
+    ]
+    spans = itertools.product(*(itertools.pairwise(edges) for edges in cuts))
+    return [Box(tuple(a for a, _ in box), tuple(b for _, b in box)) for box in spans]
+
+
+def assemble_dataset(
+    spec: DatasetSpec, output: str | Path, chunk_shape: Sequence[int], *, max_block_bytes: int = MAX_BLOCK_BYTES
+) -> None:
+    """Write ``output`` (a zarr store) with the dataset's image, labels and mask arrays.
+
+    Each array is copied super block by super block (:func:`super_blocks`, at most
+    ``max_block_bytes`` each); one block is written in a background thread while the next
+    is read, so at most about three blocks are in memory. Labels become uint32 (uint64 when
+    wider), masks uint8 0/1; negative label ids are a :class:`UserError`. Nothing appears at
+    ``output`` unless every array was written.
+    """
     sources = open_dataset_sources(spec)
     region = dataset_region(spec, sources["image"].shape)
-    grid = BlockGrid(region.shape, tuple(chunk_shape))
-    with atomic_directory(output) as store:
+    with atomic_directory(output) as store, ThreadPoolExecutor(1, thread_name_prefix="assemble-write") as writer:
         for role, source in sources.items():
             out_dtype = _output_dtype(role, np.dtype(source.dtype))
             array = create_array(store, role, region.shape, out_dtype, chunk_shape, spec.voxel_size)
-            for _, box in progress(grid.blocks(), total=len(grid), desc=f"assemble {spec.name}/{role}"):
-                read_region = box.shift(region.begin).slices
-                block = source.read(read_region)  # type: ignore[arg-type]
-                array[box.slices] = _convert(role, np.asarray(block), out_dtype, spec.name)
+            itemsize = max(np.dtype(source.dtype).itemsize, out_dtype.itemsize)
+            blocks = super_blocks(
+                region.shape, chunk_shape, source.read_unit, region.begin, itemsize, max_block_bytes
+            )
+            pending: Future[None] | None = None
+            for box in progress(blocks, total=len(blocks), desc=f"assemble {spec.name}/{role}"):
+                block = source.read(box.shift(region.begin).slices)  # type: ignore[arg-type]
+                data = _convert(role, np.asarray(block), out_dtype, spec.name)
+                if pending is not None:
+                    pending.result()  # one write in flight: memory stays bounded
+                pending = writer.submit(array.__setitem__, box.slices, data)
+            if pending is not None:
+                pending.result()
         set_store_attrs(
             store,
             {"dataset": spec.name, "provenance": provenance("assemble", {"dataset": spec}, [])},

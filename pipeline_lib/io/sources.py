@@ -59,10 +59,16 @@ class VolumeSource(Protocol):
 
     ``read(region)`` returns a new in-memory array of ``dtype`` whose shape is the region's
     (slices are clipped to ``shape`` like numpy's; steps other than 1 are refused).
+
+    ``read_unit`` is a hint for callers that read many regions: the source stores its data
+    in units of this ``(z, y, x)`` extent on a grid from the origin (tiles, slice files,
+    pages, chunks), and a read decodes every unit it touches whole. Regions aligned to that
+    grid therefore decode each unit once. ``None``: any region is cheap (memory maps).
     """
 
     shape: Shape3
     dtype: np.dtype[Any]
+    read_unit: Shape3 | None
 
     def read(self, region: Region) -> NDArray[Any]: ...
 
@@ -145,7 +151,7 @@ def read_file(path: Path, key: str | None = None, region: tuple[slice, ...] | No
             ds = f[_h5_key(path, f, key)]
             return np.asarray(ds[region[1:]][np.newaxis] if ds.ndim == 2 else ds[region])
     if ext == ".png":
-        arr = iio.imread(path)
+        arr = _read_png(path)
     elif ext in (".tif", ".tiff"):
         with tifffile.TiffFile(path) as tif:
             arr = tif.series[0].asarray()
@@ -162,6 +168,15 @@ def read_file(path: Path, key: str | None = None, region: tuple[slice, ...] | No
     if arr.ndim == 2 or (arr.ndim == 3 and ext == ".png"):
         arr = arr[np.newaxis]
     return arr if region is None else arr[region]
+
+
+def _read_png(path: Path) -> NDArray[Any]:
+    """Decode a PNG with Pillow directly (imageio's plugin layer costs ~30% per small tile),
+    or through imageio for modes it converts (palette, LA, ...): the same pixels either way."""
+    with Image.open(path) as im:
+        if im.mode in ("L", "RGB", "RGBA", "I;16", "I"):
+            return np.array(im)
+    return np.asarray(iio.imread(path))
 
 
 def _as_3d(path: Path, shape: Sequence[int], allow_2d: bool = False) -> Shape3:
@@ -196,6 +211,11 @@ class ZarrSource:
     shape: Shape3
     dtype: np.dtype[Any]
 
+    @property
+    def read_unit(self) -> Shape3:
+        z, y, x = self.array.chunks
+        return (int(z), int(y), int(x))
+
     def read(self, region: Region) -> NDArray[Any]:
         (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
         return np.asarray(self.array[z0:z1, y0:y1, x0:x1], self.dtype)
@@ -208,6 +228,7 @@ class NpySource:
     path: Path
     shape: Shape3
     dtype: np.dtype[Any]
+    read_unit: None = None
 
     def read(self, region: Region) -> NDArray[Any]:
         (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
@@ -222,6 +243,7 @@ class Hdf5Source:
     key: str
     shape: Shape3
     dtype: np.dtype[Any]
+    read_unit: Shape3 | None = None  # the dataset's chunks (None when contiguous)
 
     def read(self, region: Region) -> NDArray[Any]:
         (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
@@ -237,6 +259,10 @@ class TiffStackSource:
     shape: Shape3
     dtype: np.dtype[Any]
     pages_per_z: bool
+
+    @property
+    def read_unit(self) -> Shape3:
+        return (1, *self.shape[1:]) if self.pages_per_z else self.shape  # type: ignore[return-value]
 
     def read(self, region: Region) -> NDArray[Any]:
         (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
@@ -261,6 +287,10 @@ class SliceStackSource:
     files: list[Path]
     shape: Shape3
     dtype: np.dtype[Any]
+
+    @property
+    def read_unit(self) -> Shape3:
+        return (1, self.shape[1], self.shape[2])
 
     def read(self, region: Region) -> NDArray[Any]:
         (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
@@ -334,10 +364,10 @@ def open_source(spec: Mapping[str, Any], base_dir: Path, *, is_label: bool = Fal
         try:
             with h5py.File(path, "r") as f:
                 key = _h5_key(path, f, spec.get("key"))
-                shape, dtype = _as_3d(path, f[key].shape), f[key].dtype
+                shape, dtype, chunks = _as_3d(path, f[key].shape), f[key].dtype, f[key].chunks
         except OSError as e:
             raise SourceError(f"{path}: not a readable HDF5 file: {e}") from e
-        return Hdf5Source(path, key, shape, dtype)
+        return Hdf5Source(path, key, shape, dtype, _as_3d(path, chunks) if chunks else None)
     if fmt == "zarr":
         return _open_zarr(path, spec.get("array"))
     if fmt == "npy":

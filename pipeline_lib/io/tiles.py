@@ -183,6 +183,18 @@ class TiledVolume:
     missing: frozenset[Path] = frozenset()
 
     @property
+    def read_unit(self) -> Shape3 | None:
+        """The tile grid spacing (pattern form; a whole section if some section is one
+        file), or the largest tile extent (explicit form): see ``VolumeSource.read_unit``."""
+        if isinstance(self.layout, _Pattern):
+            gridded = all(self.layout.grid[: self.shape[0]])
+            return (1, *self.layout.tile_hw) if gridded else (1, self.shape[1], self.shape[2])
+        if not self.layout.tiles:
+            return None
+        z, y, x = (int(v) for v in (self.layout.hi - self.layout.lo).max(axis=0))
+        return (z, y, x)
+
+    @property
     def files(self) -> list[Path]:
         """Every tile file the JSON names, in order (existing or not)."""
         whole = tuple((0, n) for n in self.shape)
