@@ -61,6 +61,41 @@ def test_each_format_reads_subregions(fmt: str, vol: np.ndarray, tmp_path: Path)
     assert files and all(f.exists() for f in files)
 
 
+@pytest.mark.parametrize(
+    "fmt, unit",
+    [("hdf5", (2, 4, 4)), ("zarr", (2, 4, 4)), ("npy", None), ("tiff", (1, 9, 13)), ("png", (1, 9, 13))],
+)
+def test_read_unit_names_what_a_read_decodes_whole(fmt: str, unit, vol: np.ndarray, tmp_path: Path) -> None:
+    assert open_source(_write(fmt, vol, tmp_path), tmp_path).read_unit == unit
+
+
+def test_contiguous_hdf5_has_no_read_unit(vol: np.ndarray, tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f["stack"] = vol
+    assert open_source({"format": "hdf5", "path": "c.h5"}, tmp_path).read_unit is None
+
+
+def test_png_decoding_matches_imageio_for_every_mode(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    grey, rgba = rng.integers(0, 256, (7, 9), dtype=np.uint8), rng.integers(0, 256, (7, 9, 4), dtype=np.uint8)
+    images = {
+        "L": Image.fromarray(grey), "RGB": Image.fromarray(rgba[..., :3]), "RGBA": Image.fromarray(rgba),
+        "I;16": Image.fromarray(rng.integers(0, 65536, (7, 9), dtype=np.uint16)),
+        "1": Image.fromarray(grey).convert("1"), "P": Image.fromarray(rgba[..., :3]).convert("P"),
+        "LA": Image.fromarray(rgba[..., :2], "LA"),
+    }  # fmt: skip
+    for mode, image in images.items():
+        image.save(tmp_path / f"{mode}.png")
+        with Image.open(tmp_path / f"{mode}.png") as im:
+            assert im.mode == mode
+        expected = iio.imread(tmp_path / f"{mode}.png")
+        got = sources.read_file(tmp_path / f"{mode}.png")
+        assert got.dtype == expected.dtype and got.flags.writeable, mode
+        np.testing.assert_array_equal(got, expected[np.newaxis])
+
+
 def test_absolute_paths_and_base_dir(vol: np.ndarray, tmp_path: Path) -> None:
     spec = _write("npy", vol, tmp_path)
     src = open_source({**spec, "path": str(tmp_path / "v.npy")}, Path("/nonexistent"))

@@ -143,6 +143,16 @@ def test_read_touches_only_intersecting_tiles(tmp_path: Path, monkeypatch) -> No
     assert sorted(seen) == ["sec_002/1_3.png", "sec_002/2_3.png"]
 
 
+def test_read_unit_is_the_tile_grid(tmp_path: Path) -> None:
+    vol = _rng().integers(0, 255, (3, 20, 30), dtype=np.uint8)
+    assert load_tile_json(write_pattern(tmp_path / "p", vol, 8)).read_unit == (1, 8, 8)
+    assert load_tile_json(write_explicit(tmp_path / "e", vol, (2, 12, 16), ".npy", False)).read_unit == (2, 12, 16)
+    doc = json.loads((tmp_path / "p" / "pattern.json").read_text())
+    doc["image"][1] = "sec_001/0_0.png"  # one section as one file: no common tile grid
+    (tmp_path / "p" / "pattern.json").write_text(json.dumps(doc))
+    assert load_tile_json(tmp_path / "p" / "pattern.json").read_unit == (1, 20, 30)
+
+
 def test_pattern_rectangular_tiles_whole_sections_and_z_placeholder(tmp_path: Path) -> None:
     vol = _rng(3).integers(0, 255, (3, 11, 17)).astype(np.uint8)
     for z in range(3):
