@@ -41,7 +41,7 @@ class _ArraySource:
 
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
-        self.shape = tuple(array.shape)
+        self.shape: tuple[int, int, int] = (array.shape[0], array.shape[1], array.shape[2])
         self.dtype = array.dtype
         self.read_unit = None
 

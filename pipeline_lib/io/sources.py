@@ -68,7 +68,9 @@ class VolumeSource(Protocol):
 
     shape: Shape3
     dtype: np.dtype[Any]
-    read_unit: Shape3 | None
+
+    @property
+    def read_unit(self) -> Shape3 | None: ...
 
     def read(self, region: Region) -> NDArray[Any]: ...
 
