@@ -58,7 +58,7 @@ def config_for(workdir: Path) -> Path:
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Snakemake as a user types it, from the repository root (where the profile is found)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", *args, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
+    cmd = [sys.executable, "-m", "snakemake", *args, "--directory", str(workdir), f"--configfile={workdir / 'config.yaml'}"]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
@@ -117,7 +117,7 @@ def test_outputs_equal_a_local_run(slurm_run, tmp_path):
     workdir, _ = slurm_run
     config_for(tmp_path)
     subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(tmp_path), f"--configfile={tmp_path / 'config.yaml'}",
          "results/segmentations/tiny/cc/tiny_test.zarr"],
         cwd=REPO, check=True, capture_output=True, timeout=900,
     )
