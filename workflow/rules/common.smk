@@ -7,12 +7,15 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.workflow import Plan
 
 
-validate(config, "../../pipeline_lib/schemas/config.schema.yaml")
+# pipeline_lib validates first, for one clear message per mistake (and fills the defaults,
+# inside named entries and per-method decoder params too); Snakemake's validate() then
+# checks the same schema.
 try:
     PLAN = Plan.from_config(config)
 except UserError as error:
     print(f"Configuration error: {error}", file=sys.stderr)
     sys.exit(1)
+validate(config, "../../pipeline_lib/schemas/config.schema.yaml", set_default=False)
 
 SETTINGS = PLAN.settings
 
