@@ -9,8 +9,9 @@ Sides, each timed in a fresh subprocess (time excludes interpreter start and imp
   with the same decoder (:func:`pipeline_lib.io.sources.read_file`) into one numpy array of
   the whole volume, then one write of that array into a zarr array with the same chunks and
   codec. It needs the whole volume in memory; ours must not.
-- ``large``: ours on a volume ``--scale`` times larger in y and x (same depth), to show that
-  peak memory does not grow with the volume.
+- ``large``: ours on a volume ``--scale`` times larger in y and x (same depth; by default
+  4x the voxels), to show that peak memory does not grow with the volume. Its tiles are
+  symbolic links repeating the first volume's tiles (see :func:`write_tiles`).
 
 Peak memory is the child's ``VmHWM`` from ``/proc/self/status`` (Linux ``ru_maxrss`` would
 carry the parent's peak across fork + exec; it is reported too). ``import_floor_mb`` is the
@@ -62,19 +63,29 @@ def tile_pixels(seed: int, z: int, row: int, column: int, tile: int) -> np.ndarr
     return np.clip(smooth + noise, 0, 255).astype(np.uint8)
 
 
-def write_tiles(folder: Path, depth: int, size: int, tile: int, seed: int) -> Path:
-    """Write the tile grid and its pattern tile JSON under ``folder`` (kept if already done)."""
+def write_tiles(folder: Path, depth: int, size: int, tile: int, seed: int, repeat: Path | None = None) -> Path:
+    """Write the tile grid and its pattern tile JSON under ``folder`` (kept if already done).
+
+    With ``repeat`` (a folder written by this function), tile (z, r, c) is a symbolic link
+    to that grid's tile (z, r mod n, c mod n): a larger volume at no generation cost, whose
+    tiles decode and compress exactly like distinct ones.
+    """
     from PIL import Image
 
     json_path = folder / "tiles.json"
     if json_path.is_file():
         return json_path
     n = size // tile
+    n_repeat = json.loads((repeat / "tiles.json").read_text())["n_rows"] if repeat else 0
     for z in range(depth):
         (folder / f"z{z:03d}").mkdir(parents=True, exist_ok=True)
         for r in range(n):
             for c in range(n):
-                Image.fromarray(tile_pixels(seed, z, r, c, tile)).save(folder / PATTERN.format(z=z, row=r, column=c))
+                path = folder / PATTERN.format(z=z, row=r, column=c)
+                if repeat:
+                    path.symlink_to(repeat / PATTERN.format(z=z, row=r % n_repeat, column=c % n_repeat))
+                else:
+                    Image.fromarray(tile_pixels(seed, z, r, c, tile)).save(path)
     doc = {
         "image": [PATTERN.replace("{z:03d}", f"{z:03d}") for z in range(depth)],
         "depth": depth, "height": size, "width": size, "tile_size": tile,
@@ -165,7 +176,7 @@ def main() -> None:
     try:
         start = time.perf_counter()
         write_tiles(work / "volume", args.depth, args.size, args.tile, args.seed)
-        write_tiles(work / "large", args.depth, args.size * args.scale, args.tile, args.seed)
+        write_tiles(work / "large", args.depth, args.size * args.scale, args.tile, args.seed, work / "volume")
         print(json.dumps({"tiles_written_s": round(time.perf_counter() - start, 1)}), file=sys.stderr)
         floor = run_child("imports", args, work)
         runs: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
