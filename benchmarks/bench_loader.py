@@ -104,21 +104,29 @@ def main() -> None:
 
     loader_rate = args.batches * batch / loader_seconds
     train_rate = args.steps * batch / train_seconds
-    print(f"loader: {loader_rate:.1f} patches/s ({args.workers} workers, every augmentation p={args.p}); "
-          f"training: {train_rate:.1f} patches/s ({args.steps / train_seconds:.1f} steps/s)", file=sys.stderr)
-    print(json.dumps({
-        "name": "bench_loader",
-        "patch_shape": list(settings.patch_shape),
-        "batch_size": batch,
-        "workers": args.workers,
-        "loader_seconds": round(loader_seconds, 3),
-        "train_seconds": round(train_seconds, 3),
-        "loader_patches_per_s": round(loader_rate, 2),
-        "train_patches_per_s": round(train_rate, 2),
-        "train_steps_per_s": round(args.steps / train_seconds, 2),
-        "peak_rss_mb": peak_rss_mb(),
-        "ratio": round(loader_rate / train_rate, 2),
-    }), flush=True)
+    print(
+        f"loader: {loader_rate:.1f} patches/s ({args.workers} workers, every augmentation p={args.p}); "
+        f"training: {train_rate:.1f} patches/s ({args.steps / train_seconds:.1f} steps/s)",
+        file=sys.stderr,
+    )
+    print(
+        json.dumps(
+            {
+                "name": "bench_loader",
+                "patch_shape": list(settings.patch_shape),
+                "batch_size": batch,
+                "workers": args.workers,
+                "loader_seconds": round(loader_seconds, 3),
+                "train_seconds": round(train_seconds, 3),
+                "loader_patches_per_s": round(loader_rate, 2),
+                "train_patches_per_s": round(train_rate, 2),
+                "train_steps_per_s": round(args.steps / train_seconds, 2),
+                "peak_rss_mb": peak_rss_mb(),
+                "ratio": round(loader_rate / train_rate, 2),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

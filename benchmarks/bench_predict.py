@@ -94,7 +94,11 @@ def child(args: argparse.Namespace) -> None:
         affs = _encode(out[0].numpy(), "uint8")
         del out
         target = create_array(
-            work / "baseline.zarr", AFFINITIES, affs.shape, np.uint8, (affs.shape[0], *predict.chunk_shape),
+            work / "baseline.zarr",
+            AFFINITIES,
+            affs.shape,
+            np.uint8,
+            (affs.shape[0], *predict.chunk_shape),
             voxel_size(work / "volume.zarr", "image"),
         )
         target[...] = affs
@@ -154,8 +158,11 @@ def write_inputs(args: argparse.Namespace, work: Path) -> None:
     import lightning
 
     torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-         "pytorch-lightning_version": lightning.__version__},
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
         work / "model.ckpt",
     )
 

@@ -163,8 +163,13 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model, predict = default_settings(args)
-    summary: dict[str, Any] = {"name": "gpu_throughput", "device": card, "torch": torch.__version__,
-                               "architecture": model.architecture, "patch_shape": list(model.patch_shape)}
+    summary: dict[str, Any] = {
+        "name": "gpu_throughput",
+        "device": card,
+        "torch": torch.__version__,
+        "architecture": model.architecture,
+        "patch_shape": list(model.patch_shape),
+    }
     for label, dtype, precision in (("fp32", None, "32"), ("bf16", torch.bfloat16, "bf16-mixed")):
         train = training_throughput(model, dtype, args.train_batch, args.train_steps, args.warmup, device)
         print(json.dumps({"name": f"train_{label}", "batch": args.train_batch, **train}), flush=True)

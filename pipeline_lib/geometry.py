@@ -65,9 +65,7 @@ class Box:
         """Slices selecting this box inside an array that holds ``outer``."""
         if self.intersect(outer) != self:
             raise ValueError(f"{self} is not inside {outer}")
-        return tuple(
-            slice(b - o, e - o) for b, e, o in zip(self.begin, self.end, outer.begin, strict=True)
-        )
+        return tuple(slice(b - o, e - o) for b, e, o in zip(self.begin, self.end, outer.begin, strict=True))
 
     def intersect(self, other: Box) -> Box:
         begin = tuple(max(a, b) for a, b in zip(self.begin, other.begin, strict=True))

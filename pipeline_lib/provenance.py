@@ -24,7 +24,11 @@ def git_commit() -> str:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=repo, capture_output=True, text=True, timeout=10, check=True,
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):

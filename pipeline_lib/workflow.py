@@ -95,7 +95,9 @@ class Plan:
         a slice figure per model and test dataset, the evaluation table and plot when a test
         dataset has labels, and the provenance page of the run."""
         tests = self.datasets_with_role("test")
-        targets = [f"results/report/slices/{model}/{dataset}.png" for model in self.settings.models for dataset in tests]
+        targets = [
+            f"results/report/slices/{model}/{dataset}.png" for model in self.settings.models for dataset in tests
+        ]
         if any(self.settings.datasets[dataset].has_labels for dataset in tests):
             targets += [f"results/report/evaluation.{ext}" for ext in ("csv", "html", "png")]
         return targets + ["results/report/provenance.html"]
@@ -112,7 +114,9 @@ def job_logging(log_file: str | Path) -> Iterator[None]:
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         if "SLURM_JOB_ID" in os.environ:
-            logging.info("running as SLURM job %s on %s", os.environ["SLURM_JOB_ID"], os.environ.get("SLURMD_NODENAME", "?"))
+            logging.info(
+                "running as SLURM job %s on %s", os.environ["SLURM_JOB_ID"], os.environ.get("SLURMD_NODENAME", "?")
+            )
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             try:
                 yield

@@ -22,9 +22,21 @@ def write_yaml(path: Path, data: object) -> Path:
 
 TINY_DATASETS = {
     "datasets": {
-        "tiny_train": {"synthetic": {"shape": [24, 64, 64], "seed": 1, "cell_size": 14}, "voxel_size": [8, 8, 8], "roles": ["train"]},
-        "tiny_val": {"synthetic": {"shape": [16, 48, 48], "seed": 2, "cell_size": 14}, "voxel_size": [8, 8, 8], "roles": ["val"]},
-        "tiny_test": {"synthetic": {"shape": [24, 64, 64], "seed": 3, "cell_size": 14}, "voxel_size": [8, 8, 8], "roles": ["test"]},
+        "tiny_train": {
+            "synthetic": {"shape": [24, 64, 64], "seed": 1, "cell_size": 14},
+            "voxel_size": [8, 8, 8],
+            "roles": ["train"],
+        },
+        "tiny_val": {
+            "synthetic": {"shape": [16, 48, 48], "seed": 2, "cell_size": 14},
+            "voxel_size": [8, 8, 8],
+            "roles": ["val"],
+        },
+        "tiny_test": {
+            "synthetic": {"shape": [24, 64, 64], "seed": 3, "cell_size": 14},
+            "voxel_size": [8, 8, 8],
+            "roles": ["test"],
+        },
     }
 }
 
@@ -45,7 +57,9 @@ def tiny_config(datasets_file: Path, max_steps: int = 20) -> dict[str, object]:
                 "val_batches": 1,
             }
         },
-        "decoders": {"cc": {"method": "connected_components", "threshold": 0.5, "tune_threshold": True, "min_size": 10}},
+        "decoders": {
+            "cc": {"method": "connected_components", "threshold": 0.5, "tune_threshold": True, "min_size": 10}
+        },
         "assemble": {"chunk_shape": [8, 32, 32]},
         "predict": {"block_shape": [24, 32, 32], "chunk_shape": [8, 32, 32], "blocks_per_job": 2},
         "decode": {"block_shape": [8, 32, 32], "chunk_shape": [8, 32, 32], "blocks_per_job": 4},

@@ -69,10 +69,10 @@ def _convert(tp: Any, value: Any) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return None if value is None else _convert(args[0], value)
     if origin is tuple:
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v) for v in value)
-        return tuple(_convert(a, v) for a, v in zip(args, value, strict=True))
+        items = typing.get_args(tp)
+        if len(items) == 2 and items[1] is Ellipsis:
+            return tuple(_convert(items[0], v) for v in value)
+        return tuple(_convert(a, v) for a, v in zip(items, value, strict=True))
     if origin is dict:
         _, value_type = typing.get_args(tp)
         return {k: _convert(value_type, v) for k, v in value.items()}
@@ -131,9 +131,7 @@ def _check_datasets(selected: list[str], declared: Mapping[str, DatasetSpec], da
     for name in selected:
         if name not in declared:
             known = ", ".join(sorted(declared))
-            raise ConfigError(
-                f"config key 'datasets': unknown dataset '{name}'; {datasets_file} declares: {known}"
-            )
+            raise ConfigError(f"config key 'datasets': unknown dataset '{name}'; {datasets_file} declares: {known}")
     roles = {role for name in selected for role in declared[name].roles}
     for role in ("train", "test"):
         if role not in roles:
@@ -154,7 +152,9 @@ def _check_files(specs: list[DatasetSpec]) -> None:
                 continue
             files = source_files(source, Path("/"))
             if not files:
-                raise ConfigError(f"dataset '{spec.name}' {role}: no files match {source.get('glob') or source.get('path')}")
+                raise ConfigError(
+                    f"dataset '{spec.name}' {role}: no files match {source.get('glob') or source.get('path')}"
+                )
             for file in files:
                 if not Path(file).exists():
                     raise ConfigError(f"dataset '{spec.name}' {role}: file not found: {file}")
@@ -185,7 +185,9 @@ def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings
     has_val = any("val" in spec.roles for spec in selected.values())
     for name, decoder in data["decoders"].items():
         if decoder["tune_threshold"] and not has_val:
-            raise ConfigError(f"config key 'decoders.{name}.tune_threshold': needs a selected dataset with role 'val' to sweep on")
+            raise ConfigError(
+                f"config key 'decoders.{name}.tune_threshold': needs a selected dataset with role 'val' to sweep on"
+            )
     if check_files:
         _check_files(list(selected.values()))
     return Settings(

@@ -48,7 +48,13 @@ def _rows(schema: dict[str, Any], node: dict[str, Any], path: str) -> Iterator[t
     for name, child in node.get("properties", {}).items():
         child = _resolve(schema, child)
         key = f"{path}.{name}" if path else name
-        default = json.dumps(child["default"]) if "default" in child else "(required)" if name in node.get("required", []) else ""
+        default = (
+            json.dumps(child["default"])
+            if "default" in child
+            else "(required)"
+            if name in node.get("required", [])
+            else ""
+        )
         description = " ".join(str(child.get("description", "")).split())
         yield key, _type(schema, child), default, description
         if "properties" in child:

@@ -17,7 +17,6 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-
 MIN_CELL_VOXELS = 30
 
 
@@ -38,7 +37,9 @@ def _warped_coordinates(shape: tuple[int, int, int], rng: np.random.Generator, s
     return coords
 
 
-def _weighted_voronoi(coords: NDArray[np.float32], seeds: NDArray[np.float32], weights: NDArray[np.float32]) -> NDArray[np.uint32]:
+def _weighted_voronoi(
+    coords: NDArray[np.float32], seeds: NDArray[np.float32], weights: NDArray[np.float32]
+) -> NDArray[np.uint32]:
     """Label (1-based) of the seed minimising distance / weight, computed slice by slice."""
     shape = coords.shape[1:]
     labels = np.empty(shape, dtype=np.uint32)

@@ -67,9 +67,7 @@ class SegmentationScores:
         return dict(asdict(self))
 
 
-def _compact(
-    values: NDArray[np.uint64], hashed: bool
-) -> tuple[NDArray[np.integer], _U64]:
+def _compact(values: NDArray[np.uint64], hashed: bool) -> tuple[NDArray[np.integer], _U64]:
     """Relabel ``values`` to 0..k-1; return (relabelled, ids) with ids[new] = old.
 
     ``hashed`` uses fastremap's hash map (fast for voxel arrays with few distinct
@@ -87,9 +85,7 @@ def _compact(
     return relabelled, ids
 
 
-def _group_pairs(
-    a: _U64, b: _U64, weights: _I64 | None = None
-) -> tuple[_U64, _U64, _I64]:
+def _group_pairs(a: _U64, b: _U64, weights: _I64 | None = None) -> tuple[_U64, _U64, _I64]:
     """Distinct (a, b) pairs with their counts (or summed ``weights``).
 
     Without weights ``a``, ``b`` are voxel labels; with weights, table columns.
@@ -267,18 +263,13 @@ def _worst(
                 "n_voxels": int(sizes[k]),
                 count_key: hi - lo,
                 "n_error_voxels": int(errors[k]),
-                "overlaps": [
-                    {b_key: int(b[i]), "n_voxels": int(c[i])}
-                    for i in range(lo, min(hi, lo + max_overlaps))
-                ],
+                "overlaps": [{b_key: int(b[i]), "n_voxels": int(c[i])} for i in range(lo, min(hi, lo + max_overlaps))],
             }
         )
     return out
 
 
-def evaluate_arrays(
-    seg: NDArray[np.integer], gt: NDArray[np.integer]
-) -> SegmentationScores:
+def evaluate_arrays(seg: NDArray[np.integer], gt: NDArray[np.integer]) -> SegmentationScores:
     """Score in-memory label arrays of equal shape (see module conventions)."""
     cont = Contingency()
     cont.add(seg, gt)
@@ -312,11 +303,8 @@ def evaluate_volumes(
     if len(block_shape) != len(shape) or any(int(b) <= 0 for b in block_shape):
         raise ValueError(f"block_shape {block_shape} invalid for volume {shape}")
     cont = Contingency() if contingency is None else contingency
-    ranges = [range(0, dim, int(b)) for dim, b in zip(shape, block_shape)]
+    ranges = [range(0, dim, int(b)) for dim, b in zip(shape, block_shape, strict=True)]
     for corner in itertools.product(*ranges):
-        sl = tuple(
-            slice(o, min(o + int(b), dim))
-            for o, b, dim in zip(corner, block_shape, shape)
-        )
+        sl = tuple(slice(o, min(o + int(b), dim)) for o, b, dim in zip(corner, block_shape, shape, strict=True))
         cont.add(np.asarray(seg[sl]), np.asarray(gt[sl]))
     return cont.scores()

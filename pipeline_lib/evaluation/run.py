@@ -13,7 +13,9 @@ from pipeline_lib.provenance import provenance
 SEGMENTATION = "segmentation"
 
 
-def evaluate_segmentation(segmentation_store: str | Path, volume_store: str | Path, output: str | Path, settings: EvaluateSettings) -> dict[str, object]:
+def evaluate_segmentation(
+    segmentation_store: str | Path, volume_store: str | Path, output: str | Path, settings: EvaluateSettings
+) -> dict[str, object]:
     """Write ``output`` (JSON): VOI split/merge, adapted Rand error, object counts, worst errors.
 
     Read chunk by chunk; ground-truth label 0 is ignored (CREMI convention).

@@ -280,7 +280,13 @@ def predict_blocks(
         n_windows = count_windows(context.shape, window, settings.overlap)
         log.info(
             "predicted block %d/%d %s (context %s, %d windows × %d passes) in %.1f s",
-            block_id, len(grid), block, context, n_windows, predictor.passes_per_window, time.perf_counter() - start,
+            block_id,
+            len(grid),
+            block,
+            context,
+            n_windows,
+            predictor.passes_per_window,
+            time.perf_counter() - start,
         )
     return done
 

@@ -142,9 +142,7 @@ def invert(output: torch.Tensor, variant: Variant, plan: Sequence[_ChannelPlan])
         output = output[:, [p.source for p in plan]]
     if not any(p.shift for p in plan):
         return output
-    channels = [
-        _shift(output[:, k], p.shift) if p.shift else output[:, k] for k, p in enumerate(plan)
-    ]
+    channels = [_shift(output[:, k], p.shift) if p.shift else output[:, k] for k, p in enumerate(plan)]
     return torch.stack(channels, dim=1)
 
 

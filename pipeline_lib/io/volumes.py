@@ -46,9 +46,7 @@ def ome_multiscales(name: str, voxel_size: Sequence[float], channel_axis: bool) 
             {
                 "name": name,
                 "axes": _axes(channel_axis),
-                "datasets": [
-                    {"path": SCALE0, "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-                ],
+                "datasets": [{"path": SCALE0, "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
             }
         ],
     }
@@ -67,7 +65,9 @@ def create_array(
     root = zarr.open_group(str(store), mode="a")
     group = root.require_group(name)
     group.attrs["ome"] = ome_multiscales(name, voxel_size, channel_axis=len(shape) == 4)
-    array = group.create_array(SCALE0, shape=tuple(shape), dtype=dtype, chunks=tuple(chunks), fill_value=0, overwrite=True)
+    array = group.create_array(
+        SCALE0, shape=tuple(shape), dtype=dtype, chunks=tuple(chunks), fill_value=0, overwrite=True
+    )
     if attrs:
         array.attrs.update(dict(attrs))
     return array
@@ -92,7 +92,7 @@ def has_array(store: str | Path, name: str) -> bool:
 def voxel_size(store: str | Path, name: str) -> tuple[float, float, float]:
     """Voxel size (z, y, x) in nm read back from the OME metadata of ``name``."""
     group = zarr.open_group(str(Path(store) / name), mode="r")
-    ome = dict(group.attrs)["ome"]
+    ome: Any = dict(group.attrs)["ome"]
     scale = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
     z, y, x = (float(v) for v in scale[-3:])
     return (z, y, x)

@@ -108,4 +108,3 @@ def swin_unetr(
         norm_name=norm_name if isinstance(norm_name, str) else tuple(norm_name),
         spatial_dims=3,
     )
-

@@ -203,18 +203,27 @@ def build_augment(settings: AugmentSettings, patch_shape: Sequence[int]) -> mt.C
     if s.transpose.p and square:
         steps.append(RandTransposeYXd(keys, s.transpose.p))
     if s.rot90.p:
-        steps.append(mt.RandRotate90d(keys, prob=s.rot90.p, max_k=3, spatial_axes=(1, 2)) if square
-                     else _Rot180d(keys, s.rot90.p))
+        steps.append(
+            mt.RandRotate90d(keys, prob=s.rot90.p, max_k=3, spatial_axes=(1, 2))
+            if square
+            else _Rot180d(keys, s.rot90.p)
+        )
     if s.elastic.p:
         # MONAI smooths uniform(-1, 1) noise with a Gaussian of sigma and multiplies by the
         # magnitude; smoothing shrinks the noise's std to ~ 1/sqrt(3) / (2 sqrt(pi) sigma)^1.5,
         # so this factor makes `magnitude` the displacement's standard deviation in voxels.
         gain = math.sqrt(3) * (2 * math.sqrt(math.pi) * s.elastic.sigma) ** 1.5
         magnitude = s.elastic.magnitude * gain
-        steps.append(mt.Rand3DElasticd(
-            keys, sigma_range=(s.elastic.sigma, s.elastic.sigma), magnitude_range=(magnitude, magnitude),
-            prob=s.elastic.p, mode=("bilinear", "nearest", "nearest"), padding_mode=("reflection", "zeros", "zeros"),
-        ))
+        steps.append(
+            mt.Rand3DElasticd(
+                keys,
+                sigma_range=(s.elastic.sigma, s.elastic.sigma),
+                magnitude_range=(magnitude, magnitude),
+                prob=s.elastic.p,
+                mode=("bilinear", "nearest", "nearest"),
+                padding_mode=("reflection", "zeros", "zeros"),
+            )
+        )
     if s.misalignment.p:
         steps.append(RandMisalignmentd(keys, s.misalignment.p, s.misalignment.max_shift))
     if s.missing_section.p:
@@ -243,5 +252,8 @@ def augment_patch(
     data = {"image": image[None].astype(np.float32), "labels": labels[None], "mask": mask[None].astype(np.float32)}
     out = pipeline(data)
     new_labels = np.rint(_np(out["labels"])[0]).astype(np.int64)
-    return (np.ascontiguousarray(_np(out["image"])[0], dtype=np.float32), np.ascontiguousarray(new_labels),
-            np.ascontiguousarray(_np(out["mask"])[0] > 0.5))
+    return (
+        np.ascontiguousarray(_np(out["image"])[0], dtype=np.float32),
+        np.ascontiguousarray(new_labels),
+        np.ascontiguousarray(_np(out["mask"])[0] > 0.5),
+    )

@@ -111,12 +111,14 @@ class RandomPatches(IterableDataset[Sample]):
         self.augment = augment
         self.sampling = sampling
         # Open once here to fail early on shape errors; workers reopen lazily.
-        sizes = [_Volume(s, spec.shape).n_voxels for s in self.stores]
+        sizes = [float(_Volume(s, spec.shape).n_voxels) for s in self.stores]
         if volume_weights is not None:
             if len(volume_weights) != len(self.stores) or min(volume_weights) < 0 or sum(volume_weights) <= 0:
-                raise UserError(f"volume weights {list(volume_weights)} must be one non-negative number per "
-                                f"training volume ({len(self.stores)}), not all 0")
-            sizes = list(volume_weights)
+                raise UserError(
+                    f"volume weights {list(volume_weights)} must be one non-negative number per "
+                    f"training volume ({len(self.stores)}), not all 0"
+                )
+            sizes = [float(w) for w in volume_weights]
         self.weights = np.array(sizes, dtype=float) / sum(sizes)
 
     def __iter__(self) -> Iterator[Sample]:

@@ -159,8 +159,13 @@ class AffinityModule(L.LightningModule):
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="min", factor=schedule["gamma"], patience=schedule["patience"]
             )
-            config = {"scheduler": plateau, "interval": "step", "frequency": hp["val_every_n_steps"],
-                      "monitor": "val/loss", "strict": False}
+            config = {
+                "scheduler": plateau,
+                "interval": "step",
+                "frequency": hp["val_every_n_steps"],
+                "monitor": "val/loss",
+                "strict": False,
+            }
             return {"optimizer": optimizer, "lr_scheduler": config}
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule, hp["max_steps"]))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

@@ -70,8 +70,12 @@ def build_module(settings: ModelSettings) -> AffinityModule:
 
 def patch_spec(settings: ModelSettings) -> PatchSpec:
     distance = [t.distance_scale for t in settings.targets if t.type == "distance"]
-    return PatchSpec(settings.patch_shape, settings.offsets, tuple(t.type for t in settings.targets),
-                     distance[0] if distance else 5.0)
+    return PatchSpec(
+        settings.patch_shape,
+        settings.offsets,
+        tuple(t.type for t in settings.targets),
+        distance[0] if distance else 5.0,
+    )
 
 
 def check_validation(settings: ModelSettings, val_stores: Sequence[Path]) -> None:

@@ -78,7 +78,15 @@ def test_missing_source_file_is_named(tmp_path):
 
 def test_dataset_schema_errors_name_the_file_and_key(tmp_path):
     path = tmp_path / "datasets.yaml"
-    path.write_text(yaml.safe_dump({"datasets": {"d": {"synthetic": {"shape": [8, 8, 8], "seed": 1}, "voxel_size": [1, 1], "roles": ["train"]}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": {
+                    "d": {"synthetic": {"shape": [8, 8, 8], "seed": 1}, "voxel_size": [1, 1], "roles": ["train"]}
+                }
+            }
+        )
+    )
     with pytest.raises(ConfigError, match=r"datasets.yaml: key 'datasets.d.voxel_size'"):
         load_datasets(path)
     path.write_text("datasets: {d: [unclosed")

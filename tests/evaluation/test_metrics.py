@@ -25,7 +25,7 @@ def _u64(x) -> np.ndarray:
 
 def _naive_scores(seg: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """Independent pure-Python reference from the textbook definitions."""
-    pairs = Counter((int(g), int(s)) for g, s in zip(gt.ravel(), seg.ravel()) if g != 0)
+    pairs = Counter((int(g), int(s)) for g, s in zip(gt.ravel(), seg.ravel(), strict=True) if g != 0)
     t, sz = Counter(), Counter()
     for (g, s), c in pairs.items():
         t[g] += c
@@ -156,9 +156,7 @@ def test_to_dict_and_dtypes_and_huge_labels():
     # label values / dtypes must not matter, only the partition
     big = np.uint64(2**64 - 1000)
     _assert_scores_close(evaluate_arrays(seg + big, gt * big), ref)
-    _assert_scores_close(
-        evaluate_arrays(seg.astype(np.int16), gt.astype(np.uint8)), ref
-    )
+    _assert_scores_close(evaluate_arrays(seg.astype(np.int16), gt.astype(np.uint8)), ref)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -187,9 +185,7 @@ def test_many_distinct_labels_sparse_path_matches_naive():
 def test_skimage_voi_order_is_split_merge():
     gt = _u64(np.ones((1, 2, 4)))
     seg = _u64([[[1, 1, 1, 1], [2, 2, 2, 2]]])  # pure split
-    np.testing.assert_allclose(
-        variation_of_information(gt, seg, ignore_labels=(0,)), [1.0, 0.0]
-    )
+    np.testing.assert_allclose(variation_of_information(gt, seg, ignore_labels=(0,)), [1.0, 0.0])
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -290,8 +286,8 @@ def test_consolidation_across_chunks(monkeypatch):
     for z in range(12):
         cont.add(seg[z], gt[z])
     g, s, c = cont.table()
-    ref = Counter((int(a), int(b)) for a, b in zip(gt.ravel(), seg.ravel()) if a)
-    assert dict(zip(zip(g.tolist(), s.tolist()), c.tolist())) == dict(ref)
+    ref = Counter((int(a), int(b)) for a, b in zip(gt.ravel(), seg.ravel(), strict=True) if a)
+    assert dict(zip(zip(g.tolist(), s.tolist(), strict=True), c.tolist(), strict=True)) == dict(ref)
     _assert_scores_close(cont.scores(), evaluate_arrays(seg, gt))
 
 

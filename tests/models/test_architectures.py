@@ -17,8 +17,18 @@ TINY = {
     "segresnet_ds": ({"init_filters": 4, "blocks_down": [1, 1, 1]}, (8, 16, 16), 60, 3e-3),
     "rsunet": ({"widths": [8, 16], "downsample": [[1, 2, 2]]}, (8, 16, 16), 40, 1e-2),
     # The smallest SwinUNETR: 32^3 (five 2x reductions), group norm for the 1-voxel bottleneck.
-    "swin_unetr": ({"feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 4,
-                    "norm_name": ["group", {"num_groups": 4}]}, (32, 32, 32), 20, 1e-2),
+    "swin_unetr": (
+        {
+            "feature_size": 12,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 1, 1],
+            "window_size": 4,
+            "norm_name": ["group", {"num_groups": 4}],
+        },
+        (32, 32, 32),
+        20,
+        1e-2,
+    ),
 }
 NEEDS_EINOPS = {"swin_unetr"}
 OFFSETS = [(-1, 0, 0), (0, -1, 0), (0, 0, -1)]

@@ -81,7 +81,12 @@ def make_run(workdir: Path, model: str = "m", dataset: str = "d") -> SyntheticRu
         )
         segmentations[decoder] = store
         evaluations[decoder] = results / "evaluations" / model / decoder / f"{dataset}.json"
-        evaluate_segmentation(store, volume, evaluations[decoder], EvaluateSettings(block_shape=CHUNKS, sweep_thresholds=(0.5,), sweep_criterion="arand"))
+        evaluate_segmentation(
+            store,
+            volume,
+            evaluations[decoder],
+            EvaluateSettings(block_shape=CHUNKS, sweep_thresholds=(0.5,), sweep_criterion="arand"),
+        )
     return SyntheticRun(workdir, volume, prediction, segmentations, evaluations)
 
 

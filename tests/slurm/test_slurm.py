@@ -49,7 +49,10 @@ def config_for(workdir: Path) -> Path:
     datasets = write_yaml(workdir / "datasets.yaml", TINY_DATASETS)
     config = tiny_config(datasets, max_steps=20)
     # One thread everywhere: the SLURM run and the local run must compute the same numbers.
-    config["resources"] = {rule: {"threads": 1, "mem_mb": 2000, "runtime": 30} for rule in ("assemble", "train", "predict", "decode", "evaluate", "report")}
+    config["resources"] = {
+        rule: {"threads": 1, "mem_mb": 2000, "runtime": 30}
+        for rule in ("assemble", "train", "predict", "decode", "evaluate", "report")
+    }
     for rule in ("train", "predict"):
         config["resources"][rule]["gpus"] = 1  # type: ignore[index]
     return write_yaml(workdir / "config.yaml", config)
@@ -58,7 +61,15 @@ def config_for(workdir: Path) -> Path:
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Snakemake as a user types it, from the repository root (where the profile is found)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", *args, "--directory", str(workdir), f"--configfile={workdir / 'config.yaml'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *args,
+        "--directory",
+        str(workdir),
+        f"--configfile={workdir / 'config.yaml'}",
+    ]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
@@ -68,9 +79,13 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 def sacct(run_id: str) -> list[dict[str, str]]:
     out = subprocess.run(
         ["sacct", "-n", "-X", "-P", "--name", run_id, "-o", "JobID,State,Comment,AllocTRES"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    return [dict(zip(("id", "state", "comment", "tres"), line.split("|"), strict=True)) for line in out.splitlines() if line]
+    return [
+        dict(zip(("id", "state", "comment", "tres"), line.split("|"), strict=True)) for line in out.splitlines() if line
+    ]
 
 
 def run_id_of(output: str) -> str:
@@ -99,7 +114,16 @@ def test_every_job_ran_as_a_slurm_job_with_its_resources(slurm_run):
     for job in jobs:
         rule = job["comment"].removeprefix("rule_").split("_wildcards_")[0]  # e.g. rule_assemble_wildcards_tiny_test
         by_rule.setdefault(rule, []).append(job)
-    for rule in ("assemble", "train", "predict_prepare", "predict_block", "predict", "decode_block", "decode", "evaluate"):
+    for rule in (
+        "assemble",
+        "train",
+        "predict_prepare",
+        "predict_block",
+        "predict",
+        "decode_block",
+        "decode",
+        "evaluate",
+    ):
         assert rule in by_rule, f"no SLURM job for rule {rule}: {sorted(by_rule)}"
     # GPU requests reach sbatch for train and predict blocks, and only for them.
     for rule in ("train", "predict_block"):
@@ -117,11 +141,26 @@ def test_outputs_equal_a_local_run(slurm_run, tmp_path):
     workdir, _ = slurm_run
     config_for(tmp_path)
     subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(tmp_path), f"--configfile={tmp_path / 'config.yaml'}",
-         "results/segmentations/tiny/cc/tiny_test.zarr"],
-        cwd=REPO, check=True, capture_output=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "2",
+            "--directory",
+            str(tmp_path),
+            f"--configfile={tmp_path / 'config.yaml'}",
+            "results/segmentations/tiny/cc/tiny_test.zarr",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=900,
     )
-    for path in ("predictions/tiny/tiny_test.zarr/affinities/s0", "segmentations/tiny/cc/tiny_test.zarr/segmentation/s0"):
+    for path in (
+        "predictions/tiny/tiny_test.zarr/affinities/s0",
+        "segmentations/tiny/cc/tiny_test.zarr/segmentation/s0",
+    ):
         ours = zarr.open_array(str(workdir / "results" / path), mode="r")[:]
         local = zarr.open_array(str(tmp_path / "results" / path), mode="r")[:]
         np.testing.assert_array_equal(ours, local, err_msg=path)
@@ -135,7 +174,19 @@ def test_a_failed_block_fails_the_run_with_its_log_and_a_rerun_redoes_only_it(sl
     original = chunk.read_bytes()
     chunk.write_bytes(b"not a zarr chunk")  # the block reading it must fail
     try:
-        failed = snakemake(workdir, "--cores", "8", "--profile", "slurm", target, "--forcerun", "decode_prepare", "--retries", "0", check=False)
+        failed = snakemake(
+            workdir,
+            "--cores",
+            "8",
+            "--profile",
+            "slurm",
+            target,
+            "--forcerun",
+            "decode_prepare",
+            "--retries",
+            "0",
+            check=False,
+        )
     finally:
         chunk.write_bytes(original)
     assert failed.returncode != 0
@@ -143,7 +194,9 @@ def test_a_failed_block_fails_the_run_with_its_log_and_a_rerun_redoes_only_it(sl
     assert "logs/decode_block/tiny/cc/tiny_test/" in text
     rerun = snakemake(workdir, "--cores", "8", "--profile", "slurm", target, "-n")
     plan = rerun.stdout
-    assert "decode_prepare" not in plan.split("Job stats")[-1].split("Reasons")[0]  # the store and finished blocks are kept
+    assert (
+        "decode_prepare" not in plan.split("Job stats")[-1].split("Reasons")[0]
+    )  # the store and finished blocks are kept
     assert "decode_block" in plan
     snakemake(workdir, "--cores", "8", "--profile", "slurm", target)
     assert zarr.open_group(str(workdir / target), mode="r").attrs["complete"] is True

@@ -9,8 +9,21 @@ from pipeline_lib.training.augment import augment_patch, build_augment
 from pipeline_lib.training.data import renumber
 from tests.training.helpers import model_settings
 
-NAMES = ("flip", "transpose", "rot90", "elastic", "misalignment", "missing_section", "motion_blur", "cut_blur",
-         "cut_noise", "gamma", "contrast", "brightness", "noise")
+NAMES = (
+    "flip",
+    "transpose",
+    "rot90",
+    "elastic",
+    "misalignment",
+    "missing_section",
+    "motion_blur",
+    "cut_blur",
+    "cut_noise",
+    "gamma",
+    "contrast",
+    "brightness",
+    "noise",
+)
 OFF = {name: {"p": 0.0} for name in NAMES}
 
 
@@ -29,8 +42,9 @@ def _image_of(labels):
 @pytest.mark.parametrize("shape", [(8, 32, 32), (8, 24, 32)])
 def test_geometric_and_misalignment_keep_exact_alignment(labels_volume, shape):
     labels = renumber(labels_volume[: shape[0], : shape[1], : shape[2]])
-    pipeline = _pipeline(shape, flip={"p": 0.5}, transpose={"p": 0.5}, rot90={"p": 0.5},
-                         misalignment={"p": 1.0, "max_shift": 3})
+    pipeline = _pipeline(
+        shape, flip={"p": 0.5}, transpose={"p": 0.5}, rot90={"p": 0.5}, misalignment={"p": 1.0, "max_shift": 3}
+    )
     changed = 0
     for _ in range(8):
         image, out, mask = augment_patch(pipeline, _image_of(labels), labels, np.ones(shape, bool))
@@ -61,8 +75,15 @@ def test_em_and_intensity_augmentations_change_only_the_image(labels_volume):
     shape = (8, 32, 32)
     labels = renumber(labels_volume[:8, :32, :32])
     pipeline = _pipeline(
-        shape, missing_section={"p": 1.0}, motion_blur={"p": 1.0}, cut_blur={"p": 1.0}, cut_noise={"p": 1.0},
-        gamma={"p": 1.0}, contrast={"p": 1.0}, brightness={"p": 1.0}, noise={"p": 1.0},
+        shape,
+        missing_section={"p": 1.0},
+        motion_blur={"p": 1.0},
+        cut_blur={"p": 1.0},
+        cut_noise={"p": 1.0},
+        gamma={"p": 1.0},
+        contrast={"p": 1.0},
+        brightness={"p": 1.0},
+        noise={"p": 1.0},
     )
     before = _image_of(labels)
     image, out, mask = augment_patch(pipeline, before, labels, np.ones(shape, bool))
@@ -75,8 +96,12 @@ def test_em_and_intensity_augmentations_change_only_the_image(labels_volume):
 def test_missing_section_blanks_whole_sections(labels_volume):
     shape = (8, 32, 32)
     labels = renumber(labels_volume[:8, :32, :32])
-    image, _, _ = augment_patch(_pipeline(shape, missing_section={"p": 1.0, "max_sections": 2}),
-                                _image_of(labels) + 1.0, labels, np.ones(shape, bool))
+    image, _, _ = augment_patch(
+        _pipeline(shape, missing_section={"p": 1.0, "max_sections": 2}),
+        _image_of(labels) + 1.0,
+        labels,
+        np.ones(shape, bool),
+    )
     blank = [z for z in range(8) if not image[z].any()]
     assert 1 <= len(blank) <= 2
 

@@ -27,8 +27,9 @@ def test_bce_matches_torch_with_pos_weight_and_ignores_weight_zero():
     logits = torch.tensor([[[[[2.0, -1.0, 0.5, 9.0]]]]])
     target = torch.tensor([[[[[1.0, 0.0, 1.0, 0.0]]]]])
     weight = torch.tensor([[[[[1.0, 1.0, 1.0, 0.0]]]]])
-    expected = F.binary_cross_entropy_with_logits(logits[..., :3], target[..., :3], pos_weight=torch.tensor(3.0),
-                                                  reduction="sum")
+    expected = F.binary_cross_entropy_with_logits(
+        logits[..., :3], target[..., :3], pos_weight=torch.tensor(3.0), reduction="sum"
+    )
     # Our normaliser is the summed weight (3 + 1 + 3 = 7) rather than the voxel count.
     assert bce(logits, target, weight, pos_weight=3.0).item() == pytest.approx(expected.item() / 7, rel=1e-5)
 

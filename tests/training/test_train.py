@@ -68,7 +68,9 @@ def test_lr_factor_warmup_cosine_step():
 
 def test_schedule_is_attached_and_stepped(stores, tmp_path):
     settings = model_settings(
-        learning_rate=0.01, max_steps=10, optimizer={"name": "adamw"},
+        learning_rate=0.01,
+        max_steps=10,
+        optimizer={"name": "adamw"},
         lr_schedule={"name": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.0},
     )
     record = RecordLR()
@@ -116,11 +118,16 @@ def test_missing_validation_errors_before_training(stores, tmp_path):
 
 def test_multitask_with_deep_supervision_trains_and_predicts_affinities_first(stores, tmp_path):
     settings = model_settings(
-        architecture="rsunet", architecture_params={"widths": [4, 8], "downsample": [[1, 2, 2]]},
-        max_steps=10, val_every_n_steps=5, gradient_clip=1.0,
-        targets=[{"type": "affinity", "losses": [{"name": "bce"}, {"name": "dice", "weight": 0.5}]},
-                 {"type": "boundary", "losses": [{"name": "balanced_bce"}]},
-                 {"type": "distance", "losses": [{"name": "mse"}], "weight": 0.5}],
+        architecture="rsunet",
+        architecture_params={"widths": [4, 8], "downsample": [[1, 2, 2]]},
+        max_steps=10,
+        val_every_n_steps=5,
+        gradient_clip=1.0,
+        targets=[
+            {"type": "affinity", "losses": [{"name": "bce"}, {"name": "dice", "weight": 0.5}]},
+            {"type": "boundary", "losses": [{"name": "balanced_bce"}]},
+            {"type": "distance", "losses": [{"name": "mse"}], "weight": 0.5},
+        ],
         deep_supervision={"enabled": True},
     )
     best = train_model(settings, [stores[0]], [stores[1]], tmp_path)
@@ -140,8 +147,13 @@ class RecordSchedulers(RecordLR):
 
 
 def test_plateau_schedule_is_attached_to_validation_loss(stores, tmp_path):
-    settings = model_settings(max_steps=8, val_every_n_steps=2, learning_rate=0.5, optimizer={"name": "sgd"},
-                              lr_schedule={"name": "plateau", "patience": 0, "gamma": 0.5})
+    settings = model_settings(
+        max_steps=8,
+        val_every_n_steps=2,
+        learning_rate=0.5,
+        optimizer={"name": "sgd"},
+        lr_schedule={"name": "plateau", "patience": 0, "gamma": 0.5},
+    )
     record = RecordSchedulers()
     train_model(settings, [stores[0]], [stores[1]], tmp_path, callbacks=[record])
     (config,) = record.configs

@@ -18,8 +18,17 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           f"--configfile={workdir / 'config.yaml'}", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        f"--configfile={workdir / 'config.yaml'}",
+        *args,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
@@ -31,7 +40,7 @@ def planned_jobs(output: str) -> dict[str, int]:
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
     jobs = {}
-    for line in lines[start + 3:]:
+    for line in lines[start + 3 :]:
         parts = line.split()
         if len(parts) != 2 or parts[0] == "total":
             break
@@ -66,7 +75,9 @@ def test_full_chain_writes_every_stage_output(finished_run):
     for key in ("voi_split", "voi_merge", "arand", "arand_precision", "arand_recall", "n_seg_objects", "n_gt_objects"):
         assert key in result
     assert 0.0 <= result["arand"] <= 1.0
-    assert result["n_seg_objects"] == len(np.unique(seg[zarr.open_array(str(w / "results/volumes/tiny_test.zarr/labels/s0"))[:] > 0]))
+    assert result["n_seg_objects"] == len(
+        np.unique(seg[zarr.open_array(str(w / "results/volumes/tiny_test.zarr/labels/s0"))[:] > 0])
+    )
     # scratch outputs of block jobs are gone, every rule has a log
     assert not list((w / "results").rglob("*.partial"))
     assert not list((w / "results").rglob("*.jobs"))
@@ -102,7 +113,9 @@ def test_bad_config_fails_before_any_job_with_one_message(finished_run, tmp_path
 
 
 def test_lint_is_clean(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
 
