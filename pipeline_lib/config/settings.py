@@ -143,6 +143,7 @@ class ModelSettings:
     patch_shape: Shape3
     batch_size: int
     max_steps: int
+    max_minutes: float
     learning_rate: float
     precision: Literal["32", "16-mixed", "bf16-mixed"]
     val_every_n_steps: int

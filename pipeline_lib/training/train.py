@@ -141,6 +141,7 @@ def train_model(
     )
     trainer = L.Trainer(
         max_steps=settings.max_steps,
+        max_time={"minutes": settings.max_minutes} if settings.max_minutes else None,
         precision=settings.precision,
         callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), *callbacks],
         gradient_clip_val=settings.gradient_clip or None,
