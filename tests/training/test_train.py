@@ -161,3 +161,16 @@ def test_plateau_schedule_is_attached_to_validation_loss(stores, tmp_path):
     assert config.monitor == "val/loss" and config.frequency == 2
     lrs = {lr for _, lr in record.lrs}
     assert lrs <= {0.5 * 0.5**k for k in range(8)}
+
+
+def test_time_budget_stops_training_before_max_steps(stores, tmp_path):
+    class Slow(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            import time
+
+            time.sleep(0.5)
+
+    settings = model_settings(max_steps=10_000, max_minutes=0.02)  # 1.2 s
+    train_model(settings, [stores[0]], [], tmp_path, callbacks=[Slow()])
+    ckpt = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False)
+    assert 1 <= ckpt["global_step"] < 10
