@@ -60,10 +60,9 @@ class VolumeSource(Protocol):
     ``read(region)`` returns a new in-memory array of ``dtype`` whose shape is the region's
     (slices are clipped to ``shape`` like numpy's; steps other than 1 are refused).
 
-    ``read_unit`` is a hint for callers that read many regions: the source stores its data
-    in units of this ``(z, y, x)`` extent on a grid from the origin (tiles, slice files,
-    pages, chunks), and a read decodes every unit it touches whole. Regions aligned to that
-    grid therefore decode each unit once. ``None``: any region is cheap (memory maps).
+    ``read_unit`` (a hint): reads decode whole units of this ``(z, y, x)`` extent on a grid
+    from the origin (tiles, slice files, pages, chunks), so regions aligned to that grid
+    decode each unit once. ``None``: any region is cheap (memory maps).
     """
 
     shape: Shape3
@@ -215,8 +214,7 @@ class ZarrSource:
 
     @property
     def read_unit(self) -> Shape3:
-        z, y, x = self.array.chunks
-        return (int(z), int(y), int(x))
+        return _as_3d(Path(), self.array.chunks)
 
     def read(self, region: Region) -> NDArray[Any]:
         (z0, z1), (y0, y1), (x0, x1) = normalize_region(region, self.shape)
