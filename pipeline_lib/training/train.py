@@ -16,9 +16,11 @@ the step, the loss terms and the last good checkpoint.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
+import os
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.fabric.plugins.environments import ClusterEnvironment, LightningEnvironment
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
@@ -49,6 +52,21 @@ def settings_hash(settings: ModelSettings, train_stores: Sequence[Path], val_sto
         "val": sorted(map(str, val_stores)),
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cluster_environment(environ: dict[str, str] | None = None) -> list[ClusterEnvironment]:
+    """How Lightning finds its DDP processes.
+
+    A Snakemake SLURM job is one task that owns all the GPUs SLURM gave it. With one task
+    per node, Lightning must launch its own process per visible GPU (``LightningEnvironment``)
+    instead of waiting for SLURM to start them; when the job runs one task per GPU
+    (``--ntasks-per-node`` = GPUs), Lightning's own SLURM detection is right.
+    """
+    env = os.environ if environ is None else environ
+    if "SLURM_JOB_ID" not in env:
+        return []
+    tasks = int(env.get("SLURM_NTASKS_PER_NODE", env.get("SLURM_NTASKS", "1")))
+    return [LightningEnvironment()] if tasks == 1 else []
 
 
 def build_module(settings: ModelSettings) -> AffinityModule:
@@ -141,9 +159,10 @@ def train_model(
     )
     trainer = L.Trainer(
         max_steps=settings.max_steps,
-        max_time={"minutes": settings.max_minutes} if settings.max_minutes else None,
+        max_time=datetime.timedelta(minutes=settings.max_minutes) if settings.max_minutes else None,
         precision=settings.precision,
         callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), *callbacks],
+        plugins=list(cluster_environment()),  # type: ignore[arg-type]
         gradient_clip_val=settings.gradient_clip or None,
         logger=CSVLogger(out_dir, name="logs"),
         val_check_interval=settings.val_every_n_steps if val_loader is not None else None,

@@ -174,3 +174,14 @@ def test_time_budget_stops_training_before_max_steps(stores, tmp_path):
     train_model(settings, [stores[0]], [], tmp_path, callbacks=[Slow()])
     ckpt = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False)
     assert 1 <= ckpt["global_step"] < 10
+
+
+def test_slurm_single_task_jobs_let_lightning_launch_ddp():
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    from pipeline_lib.training.train import cluster_environment
+
+    assert cluster_environment({}) == []  # not on SLURM: Lightning decides
+    (env,) = cluster_environment({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"})
+    assert isinstance(env, LightningEnvironment)
+    assert cluster_environment({"SLURM_JOB_ID": "7", "SLURM_NTASKS_PER_NODE": "4"}) == []
