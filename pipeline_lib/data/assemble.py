@@ -143,15 +143,12 @@ def super_blocks(
     """
     units = tuple(read_unit) if read_unit is not None else (None,) * len(shape)
     lengths = [
-        min(math.lcm(c, u) if u else c, -(-n // c) * c) or c
-        for n, c, u in zip(shape, chunk_shape, units, strict=True)
+        min(math.lcm(c, u) if u else c, -(-n // c) * c) or c for n, c, u in zip(shape, chunk_shape, units, strict=True)
     ]
     while math.prod(lengths) * itemsize > max_bytes and any(s > c for s, c in zip(lengths, chunk_shape, strict=True)):
         i = max((i for i, c in enumerate(chunk_shape) if lengths[i] > c), key=lambda i: lengths[i])
         lengths[i] = max(chunk_shape[i], lengths[i] // 2 // chunk_shape[i] * chunk_shape[i])
-    cuts = [
-        _cuts(n, c, u, b, s) for n, c, u, b, s in zip(shape, chunk_shape, units, begin, lengths, strict=True)
-    ]
+    cuts = [_cuts(n, c, u, b, s) for n, c, u, b, s in zip(shape, chunk_shape, units, begin, lengths, strict=True)]
     spans = itertools.product(*(itertools.pairwise(edges) for edges in cuts))
     return [Box(tuple(a for a, _ in box), tuple(b for _, b in box)) for box in spans]
 
@@ -174,9 +171,7 @@ def assemble_dataset(
             out_dtype = _output_dtype(role, np.dtype(source.dtype))
             array = create_array(store, role, region.shape, out_dtype, chunk_shape, spec.voxel_size)
             itemsize = max(np.dtype(source.dtype).itemsize, out_dtype.itemsize)
-            blocks = super_blocks(
-                region.shape, chunk_shape, source.read_unit, region.begin, itemsize, max_block_bytes
-            )
+            blocks = super_blocks(region.shape, chunk_shape, source.read_unit, region.begin, itemsize, max_block_bytes)
             pending: Future[None] | None = None
             for box in progress(blocks, total=len(blocks), desc=f"assemble {spec.name}/{role}"):
                 block = source.read(box.shift(region.begin).slices)  # type: ignore[arg-type]
