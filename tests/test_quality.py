@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 )
 def test_ruff(command):
     result = run(*command)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakefiles_are_formatted():
+    snakefmt = Path(sys.executable).parent / "snakefmt"  # installed beside this Python
+    command = [str(snakefmt), "--check", "Snakefile", "workflow/rules"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

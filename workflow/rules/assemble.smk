@@ -4,14 +4,14 @@ rule assemble:
         lambda wc: PLAN.source_files(wc.dataset),
     output:
         directory("results/volumes/{dataset}.zarr"),
-    params:
-        dataset=lambda wc: PLAN.raw_dataset(wc.dataset),
-    conda:
-        "../../envs/cpu.yaml"
     log:
         "logs/assemble/{dataset}.log",
+    conda:
+        "../../envs/cpu.yaml"
     threads: threads("assemble")
     resources:
         **resources("assemble"),
+    params:
+        dataset=lambda wc: PLAN.raw_dataset(wc.dataset),
     script:
         "../scripts/assemble.py"

@@ -6,7 +6,6 @@ from snakemake.utils import validate
 from pipeline_lib.errors import UserError
 from pipeline_lib.workflow import Plan
 
-
 # pipeline_lib validates first, for one clear message per mistake (and fills the defaults,
 # inside named entries and per-method decoder params too); Snakemake's validate() then
 # checks the same schema.

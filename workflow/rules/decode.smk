@@ -1,4 +1,4 @@
-# Blockwise decoding: prepare, decode groups of blocks as separate jobs, then stitch the
+# Blockwise segmentation: prepare, decode groups of blocks as separate jobs, then stitch the
 # blocks across their faces, relabel and publish the segmentation.
 
 
@@ -7,14 +7,16 @@ rule decode_prepare:
         affinities=prediction("{model}", "{dataset}"),
         sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
     output:
-        temp(directory("results/segmentations/{model}/{decoder}/{dataset}.zarr.partial")),
+        temp(
+            directory("results/segmentations/{model}/{decoder}/{dataset}.zarr.partial")
+        ),
+    log:
+        "logs/decode_prepare/{model}/{decoder}/{dataset}.log",
+    conda:
+        "../../envs/cpu.yaml"
     params:
         decoder=lambda wc: PLAN.config["decoders"][wc.decoder],
         decode=PLAN.config["decode"],
-    conda:
-        "../../envs/cpu.yaml"
-    log:
-        "logs/decode_prepare/{model}/{decoder}/{dataset}.log",
     script:
         "../scripts/decode_prepare.py"
 
@@ -26,15 +28,15 @@ rule decode_block:
         sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
     output:
         temp("results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/{job}.done"),
-    params:
-        blocks=lambda wc: list(PLAN.decode_jobs(wc.dataset)[int(wc.job)]),
-    conda:
-        "../../envs/cpu.yaml"
     log:
         "logs/decode_block/{model}/{decoder}/{dataset}/{job}.log",
+    conda:
+        "../../envs/cpu.yaml"
     threads: threads("decode")
     resources:
         **resources("decode"),
+    params:
+        blocks=lambda wc: list(PLAN.decode_jobs(wc.dataset)[int(wc.job)]),
     script:
         "../scripts/decode_block.py"
 
@@ -51,10 +53,10 @@ rule decode:
         ),
     output:
         directory("results/segmentations/{model}/{decoder}/{dataset}.zarr"),
-    conda:
-        "../../envs/cpu.yaml"
     log:
         "logs/decode/{model}/{decoder}/{dataset}.log",
+    conda:
+        "../../envs/cpu.yaml"
     resources:
         **resources("decode"),
     script:

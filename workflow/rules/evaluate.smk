@@ -5,10 +5,10 @@ rule evaluate:
         volume=volume("{dataset}"),
     output:
         "results/evaluations/{model}/{decoder}/{dataset}.json",
-    conda:
-        "../../envs/cpu.yaml"
     log:
         "logs/evaluate/{model}/{decoder}/{dataset}.log",
+    conda:
+        "../../envs/cpu.yaml"
     resources:
         **resources("evaluate"),
     script:
@@ -26,17 +26,21 @@ rule sweep:
             "results/sweeps/{model}/{decoder}/{dataset}.png",
             caption="../report/sweep.rst",
             category="Decoder sweeps",
-            labels={"model": "{model}", "decoder": "{decoder}", "dataset": "{dataset}"},
+            labels={
+                "model": "{model}",
+                "decoder": "{decoder}",
+                "dataset": "{dataset}",
+            },
         ),
         best="results/sweeps/{model}/{decoder}/{dataset}.json",
+    log:
+        "logs/sweep/{model}/{decoder}/{dataset}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        **resources("evaluate"),
     params:
         decoder=lambda wc: PLAN.config["decoders"][wc.decoder],
         evaluate=PLAN.config["evaluate"],
-    conda:
-        "../../envs/cpu.yaml"
-    log:
-        "logs/sweep/{model}/{decoder}/{dataset}.log",
-    resources:
-        **resources("evaluate"),
     script:
         "../scripts/sweep.py"

@@ -8,13 +8,13 @@ rule predict_prepare:
         checkpoint="results/models/{model}/best.ckpt",
     output:
         temp(directory("results/predictions/{model}/{dataset}.zarr.partial")),
+    log:
+        "logs/predict_prepare/{model}/{dataset}.log",
+    conda:
+        "../../envs/gpu.yaml"
     params:
         model=lambda wc: PLAN.config["models"][wc.model],
         predict=PLAN.config["predict"],
-    conda:
-        "../../envs/gpu.yaml"
-    log:
-        "logs/predict_prepare/{model}/{dataset}.log",
     script:
         "../scripts/predict_prepare.py"
 
@@ -26,15 +26,15 @@ rule predict_block:
         checkpoint="results/models/{model}/best.ckpt",
     output:
         temp("results/predictions/{model}/{dataset}.zarr.jobs/{job}.done"),
-    params:
-        blocks=lambda wc: list(PLAN.predict_jobs(wc.dataset)[int(wc.job)]),
-    conda:
-        "../../envs/gpu.yaml"
     log:
         "logs/predict_block/{model}/{dataset}/{job}.log",
+    conda:
+        "../../envs/gpu.yaml"
     threads: threads("predict")
     resources:
         **resources("predict"),
+    params:
+        blocks=lambda wc: list(PLAN.predict_jobs(wc.dataset)[int(wc.job)]),
     script:
         "../scripts/predict_block.py"
 
@@ -49,9 +49,9 @@ rule predict:
         ),
     output:
         directory("results/predictions/{model}/{dataset}.zarr"),
-    conda:
-        "../../envs/gpu.yaml"
     log:
         "logs/predict/{model}/{dataset}.log",
+    conda:
+        "../../envs/gpu.yaml"
     script:
         "../scripts/predict_finish.py"

@@ -14,7 +14,9 @@ rule report_slices:
     input:
         volume=volume("{dataset}"),
         prediction=prediction("{model}", "{dataset}"),
-        segmentations=lambda wc: [segmentation(wc.model, d, wc.dataset) for d in PLAN.settings.decoders],
+        segmentations=lambda wc: [
+            segmentation(wc.model, d, wc.dataset) for d in PLAN.settings.decoders
+        ],
     output:
         report(
             "results/report/slices/{model}/{dataset}.png",
@@ -23,12 +25,12 @@ rule report_slices:
             subcategory="{model}",
             labels={"model": "{model}", "dataset": "{dataset}"},
         ),
-    params:
-        decoders=list(PLAN.settings.decoders),
-    conda:
-        "../../envs/cpu.yaml"
     log:
         "logs/report_slices/{model}/{dataset}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        decoders=list(PLAN.settings.decoders),
     script:
         "../scripts/report_slices.py"
 
@@ -56,12 +58,12 @@ rule report_evaluation:
             category="Evaluation",
             labels={"content": "plot"},
         ),
-    params:
-        runs=evaluated_runs(PLAN),
-    conda:
-        "../../envs/cpu.yaml"
     log:
         "logs/report_evaluation/evaluation.log",
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        runs=evaluated_runs(PLAN),
     script:
         "../scripts/report_evaluation.py"
 
@@ -77,9 +79,9 @@ rule report_provenance:
             category="Provenance",
             labels={"content": "every output"},
         ),
-    conda:
-        "../../envs/cpu.yaml"
     log:
         "logs/report_provenance/provenance.log",
+    conda:
+        "../../envs/cpu.yaml"
     script:
         "../scripts/report_provenance.py"

@@ -12,16 +12,16 @@ rule train:
             category="Training",
             labels={"model": "{model}", "figure": "loss curves"},
         ),
-    params:
-        model=lambda wc: PLAN.config["models"][wc.model],
-    conda:
-        "../../envs/gpu.yaml"
     log:
         "logs/train/{model}.log",
     benchmark:
         "logs/train/{model}.benchmark.tsv"
+    conda:
+        "../../envs/gpu.yaml"
     threads: threads("train")
     resources:
         **resources("train"),
+    params:
+        model=lambda wc: PLAN.config["models"][wc.model],
     script:
         "../scripts/train.py"
