@@ -22,6 +22,7 @@ A transform with ``p == 0`` is left out of the pipeline.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -57,8 +58,9 @@ class _RandD(mt.RandomizableTransform, mt.MapTransform):
             self.apply(d)
         return d
 
+    @abstractmethod
     def apply(self, d: Data) -> None:
-        raise NotImplementedError
+        """Change the sample ``d`` in place (called only when the transform fires)."""
 
     def _box(self, shape: Sequence[int], max_fraction: float) -> tuple[slice, ...]:
         """A random box: all channels, random z range, y and x sides up to ``max_fraction``."""
