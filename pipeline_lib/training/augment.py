@@ -79,11 +79,14 @@ class RandFlipAxesd(_RandD):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> Data:
         d = dict(data)
+        self.apply(d)  # one coin per axis, not one for the whole transform
+        return d
+
+    def apply(self, d: Data) -> None:
         axes = tuple(axis + 1 for axis in range(3) if self.R.rand() < self.prob)
         if axes:
             for key in self.keys:
                 d[key] = np.ascontiguousarray(np.flip(_np(d[key]), axis=axes))
-        return d
 
 
 class RandGammad(_RandD):
