@@ -9,7 +9,7 @@ ignored; :func:`pipeline_lib.evaluation.evaluate_arrays`) on the gala TEST crop 
     [0, 1] (fixed seeds). Each decoder's threshold is the best (``evaluate.sweep_criterion``,
     ties to the higher threshold, as in :func:`pipeline_lib.decoding.sweep`) of
     ``evaluate.sweep_thresholds`` on the noisy ground-truth affinities of the VALIDATION part
-    (``gala_val``: the train crop's last 64 x-columns); the test crop is only scored.
+    (``gala_val_part``: the train crop's last 64 x-columns); the test crop is only scored.
 (b) a floor with no learning: seeded watershed of the Gaussian-smoothed raw intensities
     (membranes are dark: the boundary map is the negated smoothed image, seeds are connected
     components of ``smoothed > seed threshold``, intensities scaled to [0, 1] by 1/255), then
@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from pipeline_lib.config import DatasetSpec, DecoderSettings, Settings, load_config, read_yaml
+from pipeline_lib.config import DatasetSpec, DecoderSettings, Settings, load_config, load_datasets, read_yaml
 from pipeline_lib.decoding.postprocess import relabel_consecutive, remove_small_objects
 from pipeline_lib.decoding.sweep import segmentations
 from pipeline_lib.evaluation import evaluate_arrays
@@ -49,7 +49,7 @@ from pipeline_lib.targets import affinities
 
 REPO = Path(__file__).resolve().parents[1]
 NOISE_STD = 0.2
-NOISE_SEED = {"gala_val": 0, "gala_test": 1}  # one fixed noise draw per crop, shared by all decoders
+NOISE_SEED = {"val": 0, "test": 1}  # one fixed noise draw per crop, shared by all decoders
 SIGMAS = (0.5, 1.0, 2.0, 3.0)  # raw-watershed grid: Gaussian sigma (voxels) ...
 SEED_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)  # ... and seed threshold (intensity / 255)
 RAW_MIN_SIZE = 50  # as the decoders of config/gala.yaml: objects below 50 voxels are merged
@@ -101,11 +101,11 @@ def upper_bound(
     decoder: DecoderSettings, offsets: Sequence[Sequence[int]], settings: Settings, val: Volume, test: Volume
 ) -> dict[str, Any]:
     """Threshold swept on noisy GT affinities of val, then test scored at that threshold."""
-    val_aff = noisy_gt_affinities(val[1], offsets, NOISE_SEED["gala_val"])
+    val_aff = noisy_gt_affinities(val[1], offsets, NOISE_SEED["val"])
     thresholds = settings.evaluate.sweep_thresholds
     tried = [(t, scores(seg, val[1])) for t, seg in segmentations(val_aff, offsets, decoder, thresholds)]
     threshold, val_scores = pick(tried, settings.evaluate.sweep_criterion)
-    test_aff = noisy_gt_affinities(test[1], offsets, NOISE_SEED["gala_test"])
+    test_aff = noisy_gt_affinities(test[1], offsets, NOISE_SEED["test"])
     ((_, seg),) = segmentations(test_aff, offsets, dataclasses.replace(decoder, threshold=threshold), [threshold])
     return {"chosen": {"threshold": threshold}, "val_arand": val_scores["arand"], **scores(seg, test[1])}
 
@@ -140,8 +140,9 @@ def main() -> None:
     settings = load_settings()
     (model,) = settings.models.values()
     offsets = [list(o) for o in model.offsets]
-    val = read_crop(settings.datasets["gala_val"], gala_dir)
-    test = read_crop(settings.datasets["gala_test"], gala_dir)
+    declared = load_datasets(REPO / "config" / "datasets.yaml")
+    val = read_crop(declared["gala_val_part"], gala_dir)
+    test = read_crop(declared["gala_test"], gala_dir)
     rows = []
     for name, decoder in settings.decoders.items():
         row = upper_bound(decoder, offsets, settings, val, test)
