@@ -35,13 +35,14 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
+    """Dataclasses, mappings and sequences as JSON-ready dicts and lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+        return {k: plain_data(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     return value
 
 
@@ -52,6 +53,6 @@ def provenance(stage: str, settings: Mapping[str, Any], inputs: Sequence[str | P
         "pipeline_version": pipeline_lib.__version__,
         "git_commit": git_commit(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "settings": _plain(settings),
+        "settings": plain_data(settings),
         "inputs": [str(Path(p).resolve()) for p in inputs],
     }

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from pipeline_lib.config import ModelSettings
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.io.volumes import atomic_file
-from pipeline_lib.provenance import _plain
+from pipeline_lib.provenance import plain_data
 from pipeline_lib.training.data import FixedPatches, PatchSpec, RandomPatches
 from pipeline_lib.training.module import AffinityModule, TrainingDiverged
 from pipeline_lib.training.plots import plot_losses
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 def settings_hash(settings: ModelSettings, train_stores: Sequence[Path], val_stores: Sequence[Path]) -> str:
     record = {
-        "settings": _plain(settings),
+        "settings": plain_data(settings),
         "train": sorted(map(str, train_stores)),
         "val": sorted(map(str, val_stores)),
     }
@@ -70,7 +70,7 @@ def cluster_environment(environ: dict[str, str] | None = None) -> list[ClusterEn
 
 
 def build_module(settings: ModelSettings) -> AffinityModule:
-    plain = _plain(settings)
+    plain = plain_data(settings)
     return AffinityModule(
         architecture=settings.architecture,
         architecture_params=settings.architecture_params,
