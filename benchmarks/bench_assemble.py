@@ -99,7 +99,7 @@ def child(args: argparse.Namespace) -> None:
     """One measured run in this (fresh) process; prints one JSON line."""
     from pipeline_lib.config import DatasetSpec
     from pipeline_lib.data.assemble import assemble_dataset
-    from pipeline_lib.io.sources import read_file
+    from pipeline_lib.io.files import read_file
     from pipeline_lib.io.volumes import create_array
 
     work = Path(args.work)

@@ -44,7 +44,8 @@ from pipeline_lib.config import DatasetSpec, DecoderSettings, Settings, load_con
 from pipeline_lib.decoding.postprocess import relabel_consecutive, remove_small_objects
 from pipeline_lib.decoding.sweep import segmentations
 from pipeline_lib.evaluation import evaluate_arrays
-from pipeline_lib.io.sources import Region, open_source
+from pipeline_lib.io.files import Region
+from pipeline_lib.io.sources import open_source
 from pipeline_lib.targets import affinities
 
 REPO = Path(__file__).resolve().parents[1]

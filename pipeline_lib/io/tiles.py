@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import zoom
 
-from pipeline_lib.io.sources import Region, Shape3, SourceError, normalize_region, probe_file, read_file
+from pipeline_lib.io.files import Region, Shape3, SourceError, normalize_region, probe_file, read_file
 
 #: The tile JSON schema, beside the config schemas.
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "tiles.schema.json"
