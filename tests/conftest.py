@@ -11,6 +11,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
+def torch_one_thread():
+    """One torch thread: on a shared 2-core machine oversubscription makes tests ~5x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return REPO
 

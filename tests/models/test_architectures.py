@@ -34,13 +34,7 @@ NEEDS_EINOPS = {"swin_unetr"}
 OFFSETS = [(-1, 0, 0), (0, -1, 0), (0, 0, -1)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine oversubscription makes these tests 5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_every_registered_architecture_has_a_tiny_test():

@@ -15,6 +15,9 @@ from tests.training.helpers import model_settings
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
 class RecordLR(L.Callback):
     """Records (global step, lr) before every optimizer step."""
 
@@ -48,14 +51,6 @@ class PoisonWeights(L.Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_lr_factor_warmup_cosine_step():
