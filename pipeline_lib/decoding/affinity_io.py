@@ -13,9 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline_lib.geometry import Box
-from pipeline_lib.io.volumes import open_array
-
-AFFINITIES = "affinities"
+from pipeline_lib.io.volumes import AFFINITIES, open_array
 
 
 def as_float(stored: NDArray[Any]) -> NDArray[np.float32]:

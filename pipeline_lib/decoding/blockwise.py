@@ -54,6 +54,7 @@ from pipeline_lib.decoding.stitching import (
 )
 from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.io.volumes import (
+    SEGMENTATION,
     commit,
     create_array,
     open_array,
@@ -67,7 +68,6 @@ from pipeline_lib.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-SEGMENTATION = "segmentation"
 BLOCK_ID_SHIFT = np.uint64(32)
 
 

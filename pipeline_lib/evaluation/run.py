@@ -7,10 +7,8 @@ from pathlib import Path
 
 from pipeline_lib.config import EvaluateSettings
 from pipeline_lib.evaluation.metrics import Contingency, evaluate_volumes
-from pipeline_lib.io.volumes import atomic_file, has_array, open_array, store_attrs
+from pipeline_lib.io.volumes import SEGMENTATION, atomic_file, has_array, open_array, store_attrs
 from pipeline_lib.provenance import provenance
-
-SEGMENTATION = "segmentation"
 
 
 def evaluate_segmentation(

@@ -51,6 +51,7 @@ from pipeline_lib.inference.predictor import (
 from pipeline_lib.inference.sliding import count_windows, sliding_window_predict, window_context
 from pipeline_lib.inference.tta import variants
 from pipeline_lib.io.volumes import (
+    AFFINITIES,
     atomic_file,
     commit,
     create_array,
@@ -66,7 +67,6 @@ from pipeline_lib.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-AFFINITIES = "affinities"
 UNCERTAINTY = "uncertainty"
 
 __all__ = [

@@ -30,6 +30,9 @@ import zarr
 from pipeline_lib.errors import UserError
 
 SCALE0 = "s0"
+# Names of the arrays the stages write (one layout, spelled once).
+AFFINITIES = "affinities"
+SEGMENTATION = "segmentation"
 
 
 def _axes(n_channels: bool) -> list[dict[str, str]]:

@@ -54,6 +54,8 @@ def test_affinity_array_name_matches_prediction() -> None:
     # read from the source: importing the inference module would import torch (~10 s)
     import pipeline_lib
     from pipeline_lib.decoding.affinity_io import AFFINITIES
+    from pipeline_lib.io import volumes
 
+    assert AFFINITIES is volumes.AFFINITIES  # the one definition of the store layout
     source = (Path(pipeline_lib.__file__).parent / "inference" / "predict.py").read_text()
-    assert f'AFFINITIES = "{AFFINITIES}"' in source
+    assert "AFFINITIES = " not in source and "AFFINITIES," in source  # imported, not redefined
