@@ -67,6 +67,14 @@ class Plan:
         grid = BlockGrid.aligned(self._shapes[dataset], d.block_shape, d.chunk_shape)
         return split_jobs(len(grid), d.blocks_per_job)
 
+    def checkpoints(self, predictor: str) -> list[str]:
+        """The checkpoints a predictor (a model or an ensemble) predicts with."""
+        return [f"results/models/{model}/best.ckpt" for model in self.settings.members(predictor)]
+
+    def predictor_config(self, predictor: str) -> dict[str, Any]:
+        """The config entries of a predictor's models (for Snakemake's params-change detection)."""
+        return {model: self.config["models"][model] for model in self.settings.members(predictor)}
+
     def sweep_inputs(self, model: str, decoder: str) -> list[str]:
         """The sweep result a decoder takes its threshold from (none unless ``tune_threshold``)."""
         if not self.settings.decoders[decoder].tune_threshold:
@@ -74,14 +82,14 @@ class Plan:
         return [f"results/sweeps/{model}/{decoder}/{self.datasets_with_role('val')[0]}.json"]
 
     def final_targets(self) -> list[str]:
-        """What ``snakemake`` builds by default: every model's curves; per test dataset an
-        evaluation (with labels) or a segmentation (without) for every decoder; per validation
-        dataset a threshold sweep of every decoder; the report's figures."""
-        targets = []
-        for model in self.settings.models:
-            targets.append(f"results/models/{model}/loss.png")
-            for dataset in self.datasets_with_role("test"):
-                for decoder in self.settings.decoders:
+        """What ``snakemake`` builds by default: every model's curves; for every predictor
+        (model or ensemble), per test dataset an evaluation (with labels) or a segmentation
+        (without) for every decoder and per validation dataset a threshold sweep of every
+        decoder; the report's figures."""
+        targets = [f"results/models/{model}/loss.png" for model in self.settings.models]
+        for model in self.settings.predictors:
+            for decoder in self.settings.decoders:
+                for dataset in self.datasets_with_role("test"):
                     if self.settings.datasets[dataset].has_labels:
                         targets.append(f"results/evaluations/{model}/{decoder}/{dataset}.json")
                     else:
@@ -92,11 +100,11 @@ class Plan:
 
     def report_targets(self) -> list[str]:
         """Figures and tables for ``snakemake --report`` (rules in ``workflow/rules/report.smk``):
-        a slice figure per model and test dataset, the evaluation table and plot when a test
+        a slice figure per predictor and test dataset, the evaluation table and plot when a test
         dataset has labels, and the provenance page of the run."""
         tests = self.datasets_with_role("test")
         targets = [
-            f"results/report/slices/{model}/{dataset}.png" for model in self.settings.models for dataset in tests
+            f"results/report/slices/{model}/{dataset}.png" for model in self.settings.predictors for dataset in tests
         ]
         if any(self.settings.datasets[dataset].has_labels for dataset in tests):
             targets += [f"results/report/evaluation.{ext}" for ext in ("csv", "html", "png")]

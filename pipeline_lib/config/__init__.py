@@ -23,6 +23,7 @@ from pipeline_lib.config.settings import (
     DatasetSpec,
     DecoderSettings,
     DecodeSettings,
+    EnsembleSettings,
     EvaluateSettings,
     ModelSettings,
     PredictSettings,
@@ -38,6 +39,7 @@ __all__ = [
     "DatasetSpec",
     "DecoderSettings",
     "DecodeSettings",
+    "EnsembleSettings",
     "EvaluateSettings",
     "ModelSettings",
     "PredictSettings",
@@ -171,6 +173,26 @@ def _check_block_shapes(data: Mapping[str, Any]) -> None:
             )
 
 
+def _check_ensembles(data: Mapping[str, Any]) -> None:
+    """Ensemble members are declared models with the same offsets and patch shape; names are unique."""
+    models = data["models"]
+    for name, ensemble in data["ensembles"].items():
+        key = f"config key 'ensembles.{name}"
+        if name in models:
+            raise ConfigError(f"{key}': '{name}' is also a model name; predictions are named after either")
+        unknown = [m for m in ensemble["models"] if m not in models]
+        if unknown:
+            raise ConfigError(f"{key}.models': unknown model(s) {unknown}; declared models: {sorted(models)}")
+        first = ensemble["models"][0]
+        for member in ensemble["models"][1:]:
+            for field in ("offsets", "patch_shape"):
+                if models[member][field] != models[first][field]:
+                    raise ConfigError(
+                        f"{key}.models': members must share '{field}'; "
+                        f"'{first}' has {models[first][field]}, '{member}' has {models[member][field]}"
+                    )
+
+
 def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings:
     """Validate a config mapping (as Snakemake loads it) and everything it refers to.
 
@@ -179,6 +201,7 @@ def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings
     """
     data = validate_with_defaults(config, "config", "config")
     _check_block_shapes(data)
+    _check_ensembles(data)
     declared = load_datasets(data["datasets_file"])
     _check_datasets(data["datasets"], declared, data["datasets_file"])
     selected = {name: declared[name] for name in data["datasets"]}
@@ -193,6 +216,7 @@ def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings
     return Settings(
         datasets=selected,
         models=build(dict[str, ModelSettings], data["models"]),
+        ensembles=build(dict[str, EnsembleSettings], data["ensembles"]),
         decoders=build(dict[str, DecoderSettings], data["decoders"]),
         assemble=build(AssembleSettings, data["assemble"]),
         predict=build(PredictSettings, data["predict"]),

@@ -272,11 +272,23 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class EnsembleSettings:
+    """A named checkpoint ensemble: the best checkpoints of ``models`` predict together."""
+
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Settings:
-    """The whole run: what :func:`pipeline_lib.config.load_config` returns."""
+    """The whole run: what :func:`pipeline_lib.config.load_config` returns.
+
+    A *predictor* is what a prediction is named after (``results/predictions/{predictor}``):
+    a model, or an ensemble of models.
+    """
 
     datasets: dict[str, DatasetSpec]
     models: dict[str, ModelSettings]
+    ensembles: dict[str, EnsembleSettings]
     decoders: dict[str, DecoderSettings]
     assemble: AssembleSettings
     predict: PredictSettings
@@ -286,3 +298,20 @@ class Settings:
 
     def datasets_with_role(self, role: str) -> list[str]:
         return [name for name, spec in self.datasets.items() if role in spec.roles]
+
+    @property
+    def predictors(self) -> list[str]:
+        """Models, then ensembles: each predicts every test dataset and is decoded and evaluated."""
+        return [*self.models, *self.ensembles]
+
+    def members(self, predictor: str) -> tuple[str, ...]:
+        """The models whose checkpoints a predictor uses: the model itself, or the ensemble's members."""
+        if predictor in self.ensembles:
+            return self.ensembles[predictor].models
+        if predictor in self.models:
+            return (predictor,)
+        raise KeyError(f"'{predictor}' is neither a model nor an ensemble")
+
+    def predicting_model(self, predictor: str) -> ModelSettings:
+        """Model settings a predictor predicts with (ensemble members share offsets and patch shape)."""
+        return self.models[self.members(predictor)[0]]

@@ -9,10 +9,11 @@ if TYPE_CHECKING:
 
 
 def evaluated_runs(plan: Plan) -> list[list[str]]:
-    """``[model, decoder, dataset]`` of every evaluation of the run (test datasets with labels)."""
+    """``[predictor, decoder, dataset]`` of every evaluation of the run (test datasets with labels);
+    a predictor is a model or an ensemble."""
     return [
         [model, decoder, dataset]
-        for model in plan.settings.models
+        for model in plan.settings.predictors
         for decoder in plan.settings.decoders
         for dataset in plan.datasets_with_role("test")
         if plan.settings.datasets[dataset].has_labels
@@ -28,7 +29,7 @@ def run_outputs(plan: Plan) -> list[str]:
     evaluations."""
     used = {d for role in ("train", "val", "test") for d in plan.datasets_with_role(role)}
     tests = plan.datasets_with_role("test")
-    models, decoders = list(plan.settings.models), list(plan.settings.decoders)
+    models, decoders = plan.settings.predictors, list(plan.settings.decoders)
     return (
         [f"results/volumes/{d}.zarr" for d in plan.settings.datasets if d in used]
         + [f"results/predictions/{m}/{d}.zarr" for m in models for d in tests]

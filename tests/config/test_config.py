@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -30,6 +31,24 @@ def test_demo_config_is_valid(repo_root, monkeypatch):
     assert set(settings.datasets) == {"demo_train", "demo_val", "demo_test"}
 
 
+def _add_ensemble(config, name, **member_changes):
+    """A second model (``tiny`` with ``member_changes``) and an ensemble ``name`` of both."""
+    config["models"]["tiny2"] = {**config["models"]["tiny"], **member_changes}
+    config["ensembles"] = {name: {"models": ["tiny", "tiny2"]}}
+
+
+def test_an_ensemble_predicts_with_its_members_checkpoints(tiny_run):
+    _, config = tiny_run
+    _add_ensemble(config, "both")
+    settings = load_config(config)
+    assert settings.predictors == ["tiny", "tiny2", "both"]
+    assert settings.members("both") == ("tiny", "tiny2")
+    assert settings.members("tiny2") == ("tiny2",)
+    assert settings.predicting_model("both") == settings.models["tiny"]
+    with pytest.raises(KeyError, match="neither a model nor an ensemble"):
+        settings.members("nope")
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -41,13 +60,19 @@ def test_demo_config_is_valid(repo_root, monkeypatch):
         (lambda c: c.update(datasets=["tiny_test"]), "role 'train'"),
         (lambda c: c["predict"].update(block_shape=[20, 32, 32]), "predict.block_shape"),
         (lambda c: c.update(datasets_file="missing.yaml"), "missing.yaml: file not found"),
+        (lambda c: c.update(ensembles={"e": {"models": ["tiny"]}}), "ensembles.e.models"),
+        (lambda c: c.update(ensembles={"e": {"models": ["tiny", "nope"]}}), "unknown model(s) ['nope']"),
+        (lambda c: c.update(ensembles={"tiny": {"models": ["tiny", "tiny"]}}), "ensembles.tiny.models"),
+        (lambda c: _add_ensemble(c, "e", patch_shape=[8, 32, 32]), "members must share 'patch_shape'"),
+        (lambda c: _add_ensemble(c, "e", offsets=[[0, 0, -1], [0, -1, 0], [-1, 0, 0]]), "members must share 'offsets'"),
+        (lambda c: _add_ensemble(c, "tiny2"), "'tiny2' is also a model name"),
     ],
 )
 def test_user_mistakes_name_the_key(tiny_run, edit, message):
     _, config = tiny_run
     config = copy.deepcopy(config)
     edit(config)
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(config)
 
 

@@ -1,11 +1,13 @@
 # Blockwise prediction: prepare an empty store, predict groups of blocks as separate jobs
-# (one GPU each on a cluster), then check every block and publish the store.
+# (one GPU each on a cluster), then check every block and publish the store. The {model}
+# wildcard names a predictor: a model (its best checkpoint) or an ensemble (its members'
+# best checkpoints, averaged).
 
 
 rule predict_prepare:
     input:
         volume=volume("{dataset}"),
-        checkpoint="results/models/{model}/best.ckpt",
+        checkpoints=lambda wc: PLAN.checkpoints(wc.model),
     output:
         temp(directory("results/predictions/{model}/{dataset}.zarr.partial")),
     log:
@@ -13,7 +15,7 @@ rule predict_prepare:
     conda:
         "../../envs/gpu.yaml"
     params:
-        model=lambda wc: PLAN.config["models"][wc.model],
+        models=lambda wc: PLAN.predictor_config(wc.model),
         predict=PLAN.config["predict"],
     script:
         "../scripts/predict_prepare.py"
@@ -23,7 +25,7 @@ rule predict_block:
     input:
         partial="results/predictions/{model}/{dataset}.zarr.partial",
         volume=volume("{dataset}"),
-        checkpoint="results/models/{model}/best.ckpt",
+        checkpoints=lambda wc: PLAN.checkpoints(wc.model),
     output:
         temp("results/predictions/{model}/{dataset}.zarr.jobs/{job}.done"),
     log:

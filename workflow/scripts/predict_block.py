@@ -14,10 +14,10 @@ with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     predict_blocks(
         snakemake.input.volume,  # noqa: F821
-        snakemake.input.checkpoint,  # noqa: F821
+        snakemake.input.checkpoints,  # noqa: F821
         final_path(snakemake.input.partial),  # noqa: F821
         snakemake.params.blocks,  # noqa: F821
-        settings.models[snakemake.wildcards.model],  # noqa: F821
+        settings.predicting_model(snakemake.wildcards.model),  # noqa: F821
         settings.predict,
         device="cuda" if torch.cuda.is_available() else "cpu",
     )

@@ -9,8 +9,8 @@ with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
     settings = load_config(snakemake.config, check_files=False)  # noqa: F821
     prepare_prediction(
         snakemake.input.volume,  # noqa: F821
-        snakemake.input.checkpoint,  # noqa: F821
+        snakemake.input.checkpoints,  # noqa: F821
         final_path(snakemake.output[0]),  # noqa: F821
-        settings.models[snakemake.wildcards.model],  # noqa: F821
+        settings.predicting_model(snakemake.wildcards.model),  # noqa: F821
         settings.predict,
     )
