@@ -6,6 +6,7 @@ The array name and the encoding (``uint8`` 0–255 or ``float16``) are those wri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,10 +29,18 @@ def read_affinities(array: Any, box: Box, channels: int | slice = slice(None)) -
     return as_float(np.asarray(array[(channels, *box.slices)]))
 
 
+def read_stored(array: Any, box: Box, channels: Sequence[int]) -> NDArray[Any]:
+    """Channels ``channels`` (in this order) of ``array`` inside ``box``, in the stored dtype."""
+    first = min(channels)
+    stored = np.asarray(array[(slice(first, max(channels) + 1), *box.slices)])  # one read of the chunks
+    wanted = [c - first for c in channels]
+    return stored if wanted == list(range(len(stored))) else stored[wanted]
+
+
 def affinity_offsets(store: str | Path) -> list[list[int]]:
     """The offsets recorded with the affinities of ``store``."""
     offsets = cast(list[list[int]], open_array(store, AFFINITIES).attrs["offsets"])
     return [[int(v) for v in o] for o in offsets]
 
 
-__all__ = ["AFFINITIES", "affinity_offsets", "as_float", "read_affinities"]
+__all__ = ["AFFINITIES", "affinity_offsets", "as_float", "read_affinities", "read_stored"]

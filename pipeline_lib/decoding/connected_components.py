@@ -2,19 +2,29 @@
 
 Two voxels ``v`` and ``v - e_a`` are joined when the affinity stored at ``v`` in the
 channel with offset ``-e_a`` exceeds the threshold (the convention of ``DESIGN.md``).
-Voxels joined to no neighbour are background (0). Blockwise, a block is decoded with a
-one-voxel halo so that this is decided with all six edges of every voxel; any path through
-the halo is a real path of the whole graph, so the stitched result stays exact.
+Voxels joined to no neighbour are background (0), i.e. exactly the components of one voxel.
+
+Blockwise (:func:`label_block`), a block is labelled with its own edges only, read without
+a halo; the edges stored on its first plane along each axis cross its lower faces and are
+returned for the stitch (:mod:`~pipeline_lib.decoding.blockwise`). A one-voxel component
+inside the block has no edge at all and is background at once; one on a face is kept, as
+an edge across the face may join it, and the stitch sends it to background when its global
+size is 1. Thresholding happens in the stored domain (:func:`edges_above`), equal to
+``as_float(stored) > threshold`` value by value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import cc3d
+import fastremap
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.errors import ConfigError
 
 # cc3d's 6-connectivity graph bit that links voxel v to v - e_a, for numpy axis a.
@@ -37,23 +47,106 @@ def nearest_neighbour_channels(offsets: Sequence[Sequence[int]]) -> tuple[int, i
     return (z, y, x)
 
 
-def affinity_graph(
-    affinities: NDArray[np.floating], offsets: Sequence[Sequence[int]], threshold: float, cut_faces: bool = True
-) -> NDArray[np.uint8]:
-    """cc3d voxel-connectivity graph with an edge wherever the affinity exceeds ``threshold``.
+def uint8_cutoff(threshold: float) -> int:
+    """The smallest stored ``uint8`` value ``k`` with ``as_float(k) > threshold`` (256: none).
 
-    With ``cut_faces`` the edges from the first plane of each axis (which point outside the
+    ``as_float`` is monotone, so ``stored >= uint8_cutoff(t)`` equals ``as_float(stored) > t``
+    for every value (``tests/decoding`` checks all 256 values).
+    """
+    above = as_float(np.arange(256, dtype=np.uint8)) > threshold
+    if not np.array_equal(above, np.sort(above)):  # pragma: no cover - as_float is monotone
+        raise AssertionError("as_float is not monotone on uint8")
+    return int(256 - above.sum())
+
+
+def edges_above(stored: NDArray[Any], threshold: float) -> NDArray[np.bool_]:
+    """``as_float(stored) > threshold`` computed in the stored dtype where that is exact (uint8)."""
+    if stored.dtype == np.uint8:
+        cutoff = uint8_cutoff(threshold)
+        return stored >= cutoff if cutoff < 256 else np.zeros(stored.shape, dtype=bool)
+    return as_float(stored) > threshold
+
+
+def graph_from_edges(edges: Sequence[NDArray[np.bool_]], cut_faces: bool = True) -> NDArray[np.uint8]:
+    """cc3d voxel-connectivity graph from the edge masks of axes z, y, x (edge ``v — v - e_a`` at ``v``).
+
+    With ``cut_faces`` the edges on the first plane of each axis (which point outside the
     array) are left out, so a block's graph holds only its own edges.
     """
-    graph = np.zeros(affinities.shape[1:], dtype=np.uint8)
-    for axis, channel in enumerate(nearest_neighbour_channels(offsets)):
-        edges = affinities[channel] > threshold
+    graph = np.zeros(edges[0].shape, dtype=np.uint8)
+    for axis, edge in enumerate(edges):
+        bits = edge.view(np.uint8) * np.uint8(MINUS_BIT[axis])
         if cut_faces:
             first = [slice(None)] * 3
             first[axis] = slice(0, 1)
-            edges[tuple(first)] = False
-        graph |= edges.astype(np.uint8) * MINUS_BIT[axis]
+            bits[tuple(first)] = 0
+        graph |= bits
     return graph
+
+
+def affinity_graph(
+    affinities: NDArray[np.generic], offsets: Sequence[Sequence[int]], threshold: float, cut_faces: bool = True
+) -> NDArray[np.uint8]:
+    """cc3d voxel-connectivity graph with an edge wherever the affinity exceeds ``threshold``.
+
+    ``affinities`` are floats in [0, 1] or stored ``uint8`` (see :func:`edges_above`).
+    """
+    channels = nearest_neighbour_channels(offsets)
+    return graph_from_edges([edges_above(affinities[c], threshold) for c in channels], cut_faces)
+
+
+def plane(array: NDArray[Any], axis: int, index: int) -> NDArray[Any]:
+    """A contiguous copy of ``array``'s plane ``index`` along ``axis``."""
+    where: list[slice | int] = [slice(None)] * array.ndim
+    where[axis] = index
+    return np.ascontiguousarray(array[tuple(where)])
+
+
+@dataclass(frozen=True)
+class BlockLabels:
+    """One block's components (:func:`label_block`).
+
+    ``labels``: local ids ``1..n`` (0 background), ``uint16`` when ``n < 2**16`` else
+    ``uint32``; ``counts[i - 1]``: voxels of local id ``i``; ``crossing[a]``: the edges
+    stored on the block's first plane along axis ``a`` (they cross its lower face).
+    """
+
+    labels: NDArray[np.unsignedinteger]
+    counts: NDArray[np.int64]
+    crossing: tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]
+
+
+def label_block(edges: Sequence[NDArray[np.bool_]], open_faces: Sequence[tuple[bool, bool]]) -> BlockLabels:
+    """Components of a block's own edges (``edges`` as read at the block, no halo).
+
+    ``open_faces[a]`` says whether the block has a neighbour below / above along axis ``a``.
+    One-voxel components are background unless they lie on a plane facing a neighbour.
+    """
+    graph = graph_from_edges(edges, cut_faces=True)
+    raw: NDArray[np.uint32]
+    n: int
+    raw, n = cc3d.color_connectivity_graph(graph, connectivity=6, return_N=True)  # type: ignore[call-overload]
+    del graph
+    ids, sizes = fastremap.unique(raw, return_counts=True)
+    counts = np.zeros(int(n) + 1, dtype=np.int64)
+    counts[ids] = sizes
+    keep = counts > 1
+    for axis, (below, above) in enumerate(open_faces):
+        for at, is_open in ((0, below), (-1, above)):
+            if is_open:
+                index: list[slice | int] = [slice(None)] * 3
+                index[axis] = at
+                keep[raw[tuple(index)]] = True
+    keep[0] = False
+    n_kept = int(keep.sum())
+    if n_kept >= 2**32:  # pragma: no cover - more ids than voxels in any block
+        raise OverflowError("2**32 or more objects in one block")
+    dtype = np.uint16 if n_kept < 2**16 else np.uint32
+    table: NDArray[np.unsignedinteger] = (np.cumsum(keep) * keep).astype(dtype)
+    crossing = tuple(plane(edge, axis, 0) for axis, edge in enumerate(edges))
+    z, y, x = crossing
+    labels: NDArray[np.unsignedinteger] = table[raw]
+    return BlockLabels(labels, counts[keep], (z, y, x))
 
 
 def connected_components(

@@ -4,8 +4,11 @@ A decoder is a function ``(affinities (c, z, y, x) float32 in [0, 1], offsets, s
 labels (z, y, x)`` with 0 for background and positive ids otherwise. Its registration says
 how blockwise results are stitched:
 
-- ``"affinity"``: exact; the decoder uses only real edges of the array it is given, and
-  blocks are joined across faces wherever the crossing edge exceeds the threshold;
+- ``"affinity"``: exact; connected components of the thresholded nearest-neighbour graph.
+  Blockwise, such a method is run by
+  :func:`~pipeline_lib.decoding.connected_components.label_block` on each block's own
+  edges (no halo) and blocks are joined across faces wherever the crossing edge exceeds the
+  threshold; the registered function is what :func:`decode_array` runs on a whole array;
 - ``"overlap"``: each block is decoded with the halo ``settings.params["halo"]`` and
   neighbouring blocks are matched by their agreement in the overlap (see ``blockwise``).
 
@@ -95,7 +98,7 @@ def postprocess(labels: NDArray[np.integer], settings: DecoderSettings) -> NDArr
     return relabel_consecutive(remove_small_objects(labels, settings.min_size, settings.small_objects))
 
 
-@register("connected_components", stitch="affinity", halo=(1, 1, 1))
+@register("connected_components", stitch="affinity", halo=(0, 0, 0))
 def _connected_components(
     affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
 ) -> NDArray[np.integer]:

@@ -1,12 +1,17 @@
 """Joining block-local objects into global ones: face pairs, overlap agreement, union–find.
 
-All functions read at most one block (or one block face/slab) of the segmentation at a time.
+Each decode block job keeps its labels with block-local ids ``1..n`` (0 background); here a
+block's labels are reached through a ``block_labels(block_id)`` callable (a memory map of
+the block's label file, see :mod:`~pipeline_lib.decoding.blockwise`) and made global with
+:func:`globalize` (``block_id << 32 | local id``). Functions read at most a few blocks (or
+faces) at a time.
 
 Two ways to find the object pairs to join, chosen by the decoder's registration:
 
-- :func:`affinity_face_pairs` (exact, connected components): objects on both sides of a
-  block face are joined where the affinity of the edge crossing the face exceeds the
-  threshold, the same rule as inside a block.
+- :func:`crossing_pairs` (exact, connected components): objects on both sides of a block
+  face are joined where the edge crossing the face exceeds the threshold, the same rule as
+  inside a block. The block job keeps its labels on its first plane and the thresholded
+  crossing edges there; the neighbour below keeps its labels on its last plane.
 - :func:`overlap_face_pairs` (watershed, waterz, mutex watershed): each block was decoded
   with a halo, and the labels it gave inside the halo were kept (``halo slabs``). Across the
   face between blocks A (below) and B (above), B's halo labels on A's side are compared with
@@ -23,7 +28,7 @@ Two ways to find the object pairs to join, chosen by the decoder's registration:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,11 +36,45 @@ from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as graph_components
 
-from pipeline_lib.decoding.affinity_io import read_affinities
+from pipeline_lib.decoding.connected_components import plane
 from pipeline_lib.decoding.postprocess import contacts, count_pairs, face_contacts, small_object_mapping
 from pipeline_lib.geometry import BlockGrid, Box
 
 EMPTY_PAIRS = np.zeros((0, 2), dtype=np.uint64)
+BLOCK_ID_SHIFT = np.uint64(32)
+LOCAL_MASK = np.uint64(0xFFFFFFFF)
+
+BlockLabels = Callable[[int], NDArray[np.unsignedinteger]]  # block id → its local labels
+
+
+def globalize(local: NDArray[np.integer], block_id: int) -> NDArray[np.uint64]:
+    """Global ids ``block_id << 32 | local id`` of block-local labels (0 stays 0)."""
+    local = np.asarray(local)
+    out = local.astype(np.uint64)
+    out[local != 0] |= np.uint64(block_id) << BLOCK_ID_SHIFT
+    return out
+
+
+def lower_neighbour(grid: BlockGrid, block_id: int, axis: int) -> int | None:
+    """Id of the block just below ``block_id`` along ``axis`` (None at the volume's start)."""
+    index = list(grid.block_index(block_id))
+    if index[axis] == 0:
+        return None
+    index[axis] -= 1
+    return int(np.ravel_multi_index(index, grid.grid_shape))
+
+
+def read_region(grid: BlockGrid, box: Box, block_labels: BlockLabels) -> NDArray[np.uint64]:
+    """Global labels inside ``box``, assembled from the blocks it overlaps."""
+    out = np.zeros(box.shape, dtype=np.uint64)
+    ranges = [range(b // s, -(-e // s)) for b, e, s in zip(box.begin, box.end, grid.block_shape, strict=True)]
+    for index in np.ndindex(*(len(r) for r in ranges)):
+        block_id = int(np.ravel_multi_index([r[i] for r, i in zip(ranges, index, strict=True)], grid.grid_shape))
+        block = grid.block(block_id)
+        inside = box.intersect(block)
+        if inside.size:
+            out[inside.relative_to(box)] = globalize(block_labels(block_id)[inside.relative_to(block)], block_id)
+    return out
 
 
 def lower_face(block: Box, axis: int, depth: int = 1) -> tuple[Box, Box]:
@@ -62,21 +101,19 @@ def halo_slabs(block: Box, context: Box) -> dict[str, Box]:
     return slabs
 
 
-def affinity_face_pairs(
-    segmentation: Any, affinities: Any, block: Box, channels: Sequence[int], threshold: float
+def crossing_pairs(
+    first: NDArray[np.integer], crossing: NDArray[np.bool_], last_below: NDArray[np.integer]
 ) -> NDArray[np.uint64]:
-    """Label pairs joined by an edge crossing the block's lower face along each axis."""
-    pairs = [EMPTY_PAIRS]
-    for axis in range(3):
-        if block.begin[axis] == 0:
-            continue
-        here, there = lower_face(block, axis)
-        a = np.asarray(segmentation[here.slices]).ravel()
-        b = np.asarray(segmentation[there.slices]).ravel()
-        edge = read_affinities(affinities, here, channels[axis]).ravel()
-        joined = (edge > threshold) & (a != 0) & (b != 0)
-        pairs.append(np.stack([a[joined], b[joined]], axis=1).astype(np.uint64))
-    return np.concatenate(pairs)
+    """Distinct local id pairs ``(here, below)`` joined across one face.
+
+    ``first``: a block's labels on its first plane along the axis; ``crossing``: whether the
+    edge stored there (to the voxel below) exceeds the threshold; ``last_below``: the lower
+    neighbour's labels on its last plane.
+    """
+    a, b = np.asarray(first).ravel(), np.asarray(last_below).ravel()
+    joined = np.asarray(crossing).ravel() & (a != 0) & (b != 0)
+    keys = np.unique((a[joined].astype(np.uint64) << BLOCK_ID_SHIFT) | b[joined].astype(np.uint64))
+    return np.stack([keys >> BLOCK_ID_SHIFT, keys & LOCAL_MASK], axis=1)
 
 
 def agreeing_pairs(p: NDArray[np.integer], q: NDArray[np.integer], threshold: float) -> NDArray[np.uint64]:
@@ -94,26 +131,24 @@ def agreeing_pairs(p: NDArray[np.integer], q: NDArray[np.integer], threshold: fl
 
 
 def overlap_face_pairs(
-    segmentation: Any, grid: BlockGrid, block_id: int, slabs: dict[int, Any], threshold: float
+    grid: BlockGrid, block_id: int, slabs: dict[int, Any], threshold: float, block_labels: BlockLabels
 ) -> NDArray[np.uint64]:
-    """Agreeing pairs across the lower faces of ``block_id``; ``slabs`` maps block ids to halo records."""
+    """Agreeing global id pairs across the lower faces of ``block_id``.
+
+    ``slabs`` maps block ids to halo records (local ids of the block that decoded them).
+    """
     pairs = [EMPTY_PAIRS]
     block = grid.block(block_id)
-    index = grid.block_index(block_id)
-    grid_shape = grid.grid_shape
     for axis in range(3):
-        if index[axis] == 0:
+        neighbour = lower_neighbour(grid, block_id, axis)
+        if neighbour is None:
             continue
-        below = list(index)
-        below[axis] -= 1
-        neighbour = int(np.ravel_multi_index(below, grid_shape))
-        here_halo = slabs[block_id][f"lo{axis}"]  # our labels on the neighbour's side
-        depth = here_halo.shape[axis]
-        _, there = lower_face(block, axis, depth)
-        pairs.append(agreeing_pairs(here_halo, np.asarray(segmentation[there.slices]), threshold))
-        their_halo = slabs[neighbour][f"hi{axis}"]  # the neighbour's labels on our side
+        here_halo = globalize(slabs[block_id][f"lo{axis}"], block_id)  # our labels on the neighbour's side
+        _, there = lower_face(block, axis, here_halo.shape[axis])
+        pairs.append(agreeing_pairs(here_halo, read_region(grid, there, block_labels), threshold))
+        their_halo = globalize(slabs[neighbour][f"hi{axis}"], neighbour)  # the neighbour's labels on our side
         here, _ = lower_face(block, axis, their_halo.shape[axis])
-        pairs.append(agreeing_pairs(their_halo, np.asarray(segmentation[here.slices]), threshold))
+        pairs.append(agreeing_pairs(their_halo, read_region(grid, here, block_labels), threshold))
     return np.concatenate(pairs)
 
 
@@ -133,23 +168,20 @@ def components(ids: NDArray[np.uint64], pairs: NDArray[np.uint64]) -> NDArray[np
     return component.astype(np.int64)
 
 
-def lookup(values: NDArray[np.uint64], ids: NDArray[np.uint64], table: NDArray[Any]) -> NDArray[Any]:
-    """``table[i]`` for each value equal to ``ids[i]`` (``ids`` sorted); 0 stays 0."""
-    index = (
-        np.minimum(np.searchsorted(ids, values), len(ids) - 1) if len(ids) else np.zeros_like(values, dtype=np.int64)
-    )
-    out = table[index] if len(ids) else np.zeros(values.shape, dtype=table.dtype)
-    out[values == 0] = 0
-    return out
-
-
-def final_labels(component: NDArray[np.int64], sizes: NDArray[np.int64], small: dict[int, int]) -> NDArray[np.uint64]:
-    """Final consecutive id of each object (by its index), after sending small components away.
+def final_labels(
+    component: NDArray[np.int64],
+    sizes: NDArray[np.int64],
+    small: dict[int, int],
+    background: NDArray[np.bool_] | None = None,
+) -> NDArray[np.uint64]:
+    """Final consecutive id of each object (by its index), after sending components away.
 
     ``small`` maps component indices to 0 (background) or to the component (index + 1)
-    they merge into.
+    they merge into; components where ``background`` is true become 0 as well.
     """
     target = np.arange(len(sizes), dtype=np.int64)
+    if background is not None:
+        target[background] = -1
     for source, destination in small.items():
         target[source] = destination - 1 if destination else -1
     kept = np.zeros(len(sizes), dtype=bool)
@@ -160,24 +192,26 @@ def final_labels(component: NDArray[np.int64], sizes: NDArray[np.int64], small: 
 
 
 def component_contacts(
-    segmentation: Any, grid: BlockGrid, ids: NDArray[np.uint64], component: NDArray[np.int64]
+    grid: BlockGrid, block_labels: BlockLabels, block_table: Callable[[int], NDArray[np.uint64]]
 ) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-    """Contact pairs (component index + 1) with face counts over the whole volume, block by block.
+    """Contact pairs of components with face counts over the whole volume, block by block.
 
-    ``ids`` (sorted) are the block-local ids of the segmentation and ``component`` their components.
+    ``block_table(i)[local id]`` is the component (index + 1, or 0 for background) of each
+    local id of block ``i``.
     """
-    table = (component + 1).astype(np.uint64)
     pairs, counts = [], []
-    for _, block in grid.blocks():
-        p, c = contacts(lookup(np.asarray(segmentation[block.slices]), ids, table))
+    for block_id in range(len(grid)):
+        table = block_table(block_id)
+        labels = np.asarray(block_labels(block_id))
+        p, c = contacts(table[labels])
         pairs.append(p)
         counts.append(c)
         for axis in range(3):
-            if block.begin[axis] == 0:
+            neighbour = lower_neighbour(grid, block_id, axis)
+            if neighbour is None:
                 continue
-            here, there = lower_face(block, axis)
-            a = lookup(np.asarray(segmentation[here.slices]), ids, table)
-            b = lookup(np.asarray(segmentation[there.slices]), ids, table)
+            a = table[plane(labels, axis, 0)]
+            b = block_table(neighbour)[plane(block_labels(neighbour), axis, -1)]
             p, c = count_pairs(face_contacts(a, b))
             pairs.append(p)
             counts.append(c)
@@ -203,14 +237,17 @@ def small_components(
 
 
 __all__ = [
-    "affinity_face_pairs",
+    "BLOCK_ID_SHIFT",
     "agreeing_pairs",
     "component_contacts",
     "components",
+    "crossing_pairs",
     "final_labels",
+    "globalize",
     "halo_slabs",
-    "lookup",
     "lower_face",
+    "lower_neighbour",
     "overlap_face_pairs",
+    "read_region",
     "small_components",
 ]

@@ -63,13 +63,24 @@ def create_array(
     chunks: Sequence[int],
     voxel_size: Sequence[float],
     attrs: Mapping[str, Any] | None = None,
+    compressors: Any = "auto",
 ) -> zarr.Array:
-    """Create (or overwrite) array ``name`` in ``store``; 4-D shapes have a leading channel axis."""
+    """Create (or overwrite) array ``name`` in ``store``; 4-D shapes have a leading channel axis.
+
+    ``compressors`` is passed to :func:`zarr.create_array` (default ``"auto"``: zarr's
+    default, zstd); e.g. ``{"name": "zstd", "configuration": {"level": 1}}`` for faster writes.
+    """
     root = zarr.open_group(str(store), mode="a")
     group = root.require_group(name)
     group.attrs["ome"] = ome_multiscales(name, voxel_size, channel_axis=len(shape) == 4)
     array = group.create_array(
-        SCALE0, shape=tuple(shape), dtype=dtype, chunks=tuple(chunks), fill_value=0, overwrite=True
+        SCALE0,
+        shape=tuple(shape),
+        dtype=dtype,
+        chunks=tuple(chunks),
+        fill_value=0,
+        overwrite=True,
+        compressors=compressors,
     )
     if attrs:
         array.attrs.update(dict(attrs))

@@ -1,4 +1,4 @@
-"""Connected components: the edge convention, and blockwise == whole-volume exactly."""
+"""Connected components: the edge convention, uint8 thresholding, and blockwise == whole-volume exactly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from decoding_helpers import NN_OFFSETS, decode_settings, read_segmentation, sam
 
 from pipeline_lib.decoding import decode_volume
 from pipeline_lib.decoding.affinity_io import as_float
-from pipeline_lib.decoding.connected_components import connected_components
+from pipeline_lib.decoding.connected_components import affinity_graph, connected_components, edges_above, uint8_cutoff
 from pipeline_lib.decoding.registry import decode_array, decoder_settings
 from pipeline_lib.evaluation import evaluate_arrays
 from pipeline_lib.targets import affinities
@@ -123,3 +123,36 @@ def test_blockwise_small_objects_equal_whole_volume(tmp_path, mode: str) -> None
     whole = decode_array(as_float(stored), NN_OFFSETS, decoder)
     assert (whole == 0).any()
     assert same_partition(read_segmentation(tmp_path / "seg.zarr"), whole)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.1, 0.3, 0.5, 127 / 255, 128 / 255, 0.5 + 1e-9, 0.7, 0.99, 1.0, -0.1])
+def test_uint8_thresholding_equals_the_float_comparison(threshold: float) -> None:
+    stored = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(edges_above(stored, threshold), as_float(stored) > threshold)
+    cutoff = uint8_cutoff(threshold)
+    assert np.array_equal(stored.astype(np.int64) >= cutoff, as_float(stored) > threshold)
+
+
+def test_uint8_and_float_affinities_give_the_same_graph() -> None:
+    stored = _random_affinities((6, 7, 8), 4, p_on=0.5)
+    stored[0, 0, 0, :] = np.arange(8) + 124  # values around the 0.5 cutoff
+    assert np.array_equal(affinity_graph(stored, NN_OFFSETS, 0.5), affinity_graph(as_float(stored), NN_OFFSETS, 0.5))
+
+
+def test_voxels_joined_only_across_block_faces(tmp_path) -> None:
+    # Every edge crosses a face between 4x4x4 blocks: inside each block all voxels are alone.
+    shape = (8, 8, 8)
+    affs = np.zeros((3, *shape), dtype=np.float32)
+    affs[0, 4, 1, 1] = 1.0  # (3,1,1) — (4,1,1) across the z face
+    affs[1, 2, 4, 2] = 1.0  # (2,3,2) — (2,4,2) across the y face
+    affs[2, 6, 6, 4] = 1.0  # (6,6,3) — (6,6,4) across the x face ...
+    affs[1, 6, 4, 3] = 1.0  # (6,3,3) — (6,4,3) across the y face of other blocks
+    affs[0, 1, 0, 3] = 1.0  # (0,0,3) — (1,0,3) inside block 0 (no face)
+    write_affinities(tmp_path / "affs.zarr", affs, NN_OFFSETS, (4, 4, 4))
+    decoder = decoder_settings({"method": "connected_components"})
+    decode_volume(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, decode_settings((4, 4, 4)))
+    blockwise = read_segmentation(tmp_path / "seg.zarr")
+    whole = decode_array(affs, NN_OFFSETS, decoder)
+    assert same_partition(blockwise, whole)
+    assert int(whole.max()) == 5 and int((whole != 0).sum()) == 10
+    assert not (tmp_path / "seg.zarr" / "block_labels").exists()

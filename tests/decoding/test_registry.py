@@ -45,7 +45,7 @@ def test_misspelt_method_is_rejected_with_choices() -> None:
 
 
 def test_stitching_and_halo_by_method() -> None:
-    assert get_decoder("connected_components").halo(decoder_settings({"method": "connected_components"})) == (1, 1, 1)
+    assert get_decoder("connected_components").halo(decoder_settings({"method": "connected_components"})) == (0, 0, 0)
     settings = decoder_settings({"method": "waterz", "params": {"halo": [2, 8, 8]}})
     assert get_decoder("waterz").stitch == "overlap" and get_decoder("waterz").halo(settings) == (2, 8, 8)
 
