@@ -155,4 +155,4 @@ def test_voxels_joined_only_across_block_faces(tmp_path) -> None:
     whole = decode_array(affs, NN_OFFSETS, decoder)
     assert same_partition(blockwise, whole)
     assert int(whole.max()) == 5 and int((whole != 0).sum()) == 10
-    assert not (tmp_path / "seg.zarr" / "block_labels").exists()
+    assert not (tmp_path / "seg.zarr" / "block_labels").exists() and not (tmp_path / "seg.zarr" / "blocks").exists()
