@@ -5,11 +5,13 @@ Three steps, each one Snakemake job (or several, for blocks):
 1. :func:`prepare_prediction` creates the empty output store ``<out>.partial`` (array
    ``affinities``, plus ``uncertainty`` with Monte-Carlo dropout) and records provenance;
 2. :func:`predict_blocks` predicts some blocks of the grid: each block is read with its
-   *context* (the global sliding windows that touch it, see :mod:`.sliding`), predicted
-   with MONAI's sliding-window inferer through a :class:`~.predictor.WindowPredictor`
-   (precision, TTA, ensemble, MC dropout), cropped back to the block and written to the
-   block's own chunks (blocks are chunk-aligned, so concurrent writers never collide);
-   a marker per block, written last, records that it is done;
+   *context* (the global sliding windows that touch it, see :mod:`.sliding`), its windows
+   run through a :class:`~.predictor.WindowPredictor` (precision, TTA, ensemble, MC
+   dropout) and are blended as MONAI's sliding-window inferer blends them, streamed in
+   z-slabs restricted to the block (:func:`~.sliding.blend_region`), encoded and written to
+   the block's own chunks (blocks are chunk-aligned, so concurrent writers never collide);
+   a marker per block, written last, records that it is done. Memory per block: the stored
+   context, the encoded block and one window-high slab of float32 accumulators;
 3. :func:`finish_prediction` checks that every block is done and renames the store to its
    final name, which is what marks the prediction complete.
 
@@ -38,7 +40,7 @@ import numpy as np
 import torch
 
 from pipeline_lib.config import ModelSettings, PredictSettings
-from pipeline_lib.geometry import BlockGrid
+from pipeline_lib.geometry import BlockGrid, Box
 from pipeline_lib.inference.predictor import (
     Checkpoints,
     WindowPredictor,
@@ -48,7 +50,7 @@ from pipeline_lib.inference.predictor import (
     load_models,
     resolve_device,
 )
-from pipeline_lib.inference.sliding import count_windows, sliding_window_predict, window_context
+from pipeline_lib.inference.sliding import blend_region, count_windows, sliding_window_predict, window_context
 from pipeline_lib.inference.tta import variants
 from pipeline_lib.io.volumes import (
     AFFINITIES,
@@ -227,6 +229,71 @@ def prepare_prediction(
     return partial
 
 
+class _RowWriter:
+    """Takes a block's z-rows in order and writes every ``rows`` of them (a chunk row) at once."""
+
+    def __init__(self, array: Any, block: Box, rows: int, dtype: Any) -> None:
+        self.array, self.block = array, block
+        self.buffer = np.empty((array.shape[0], min(rows, block.shape[0]), *block.shape[1:]), dtype=dtype)
+        self.start = 0  # block row held by buffer row 0
+        self.filled = 0
+
+    def add(self, values: np.ndarray) -> None:
+        """The next rows ``(C, dz, y, x)`` of the block (cast to the buffer's dtype)."""
+        pos = 0
+        while pos < values.shape[1]:
+            take = min(values.shape[1] - pos, len(self.buffer[0]) - self.filled)
+            self.buffer[:, self.filled : self.filled + take] = values[:, pos : pos + take]
+            self.filled += take
+            pos += take
+            if self.filled == len(self.buffer[0]) or self.start + self.filled == self.block.shape[0]:
+                z = self.block.begin[0] + self.start
+                region = (slice(None), slice(z, z + self.filled), *self.block.slices[1:])
+                self.array[region] = self.buffer[:, : self.filled]
+                self.start += self.filled
+                self.filled = 0
+
+
+def _predict_block(
+    predictor: WindowPredictor,
+    image: Any,
+    block: Box,
+    context: Box,
+    window: Sequence[int],
+    settings: PredictSettings,
+    device: torch.device,
+    target: Any,
+    uncertainty: Any | None,
+    desc: str = "",
+) -> None:
+    """Predict one block from its context and write it (and its variance) to the block's chunks.
+
+    The context is read once in its stored dtype and windows are normalised as they run; the
+    final z-slabs of the block (see :func:`~.sliding.blend_region`) are encoded and written
+    one chunk row at a time. No float32 copy of the context or of the block is ever held.
+    """
+    rows = settings.chunk_shape[0]
+    affinities = _RowWriter(target, block, rows, settings.dtype)
+    variance = _RowWriter(uncertainty, block, rows, np.float16) if uncertainty is not None else None
+    slabs = blend_region(
+        np.asarray(image[context.slices]),
+        block.relative_to(context),
+        predictor,
+        window,
+        settings.overlap,
+        settings.batch_size,
+        settings.blend,
+        settings.padding_mode,
+        device,
+        transform=normalize_image,
+        desc=desc,
+    )
+    for _, outputs in slabs:  # in z order, covering the block once
+        affinities.add(_encode(outputs[0].numpy(), settings.dtype))
+        if variance is not None:
+            variance.add(outputs[1].numpy())
+
+
 def _marker(partial: Path, block_id: int) -> Path:
     return partial / "blocks" / f"{block_id}.done"
 
@@ -266,14 +333,9 @@ def predict_blocks(
         context = window_context(block, image.shape, window, settings.overlap)
         if settings.mc_dropout_samples > 0:
             torch.manual_seed(model.seed + block_id)  # reruns of a block give the same sample
-        aff, var = _predict_image(
-            predictor, np.asarray(image[context.slices]), window, settings, dev, desc=f"block {block_id} windows"
+        _predict_block(
+            predictor, image, block, context, window, settings, dev, target, uncertainty, f"block {block_id} windows"
         )
-        crop = (slice(None), *block.relative_to(context))
-        region = (slice(None), *block.slices)
-        target[region] = _encode(aff[crop], settings.dtype)
-        if uncertainty is not None and var is not None:
-            uncertainty[region] = var[crop].astype(np.float16)
         with atomic_file(marker) as tmp:
             tmp.write_text(json.dumps({"block": block_id, "box": str(block), "context": str(context)}))
         done.append(block_id)

@@ -22,14 +22,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.inference.tta import Combine, Combiner, Variant, inverse_plan, invert
-from pipeline_lib.training.module import AffinityModule
+from pipeline_lib.models import create_model
+from pipeline_lib.targets import target_channels
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,42 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> AffinityModule:
-    """The trained module in eval mode on ``device``."""
-    module = AffinityModule.load_from_checkpoint(str(checkpoint), map_location=device)
-    module.eval()
-    return module
+class TrainedNetwork(nn.Module):
+    """The network of a training checkpoint, for inference (no Lightning needed to load it).
+
+    ``forward(image)`` returns the final logits ``(b, C, z, y, x)`` like
+    :class:`~pipeline_lib.training.module.AffinityModule` (never the deep-supervision
+    outputs); ``offsets`` are the affinity offsets of channels ``0 .. len(offsets) - 1`` and
+    ``hparams`` the module's saved hyperparameters. Its state dict has the module's keys.
+    """
+
+    def __init__(self, hparams: dict[str, Any]) -> None:
+        super().__init__()
+        self.hparams = hparams
+        self.offsets = [tuple(int(v) for v in o) for o in hparams["offsets"]]
+        channels = sum(target_channels(t["type"], self.offsets) for t in hparams["targets"])
+        params = dict(hparams["architecture_params"])
+        ds = bool(hparams["deep_supervision"]["enabled"])
+        self.net = create_model(hparams["architecture"], 1, channels, params, ds)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        out = self.net(image)
+        return out[0] if isinstance(out, list) else out
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> TrainedNetwork:
+    """The trained network of a Lightning checkpoint of ``AffinityModule``, in eval mode on ``device``.
+
+    Reads ``hyper_parameters`` and ``state_dict`` with ``torch.load(weights_only=True)`` (as
+    Lightning does) and builds the network from the model registry, so inference does not
+    import Lightning; every weight must match (strict loading).
+    """
+    ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
+    model = TrainedNetwork(dict(ckpt["hyper_parameters"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device)
+    model.eval()
+    return model
 
 
 def load_models(

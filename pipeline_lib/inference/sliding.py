@@ -26,15 +26,26 @@ The price is that windows straddling a block face are computed by both blocks; l
 blocks (relative to the window) waste less. Volumes smaller than a window along an axis are
 padded by MONAI (``padding_mode``) identically in both cases, since the context then spans
 that whole axis.
+
+:func:`sliding_window_predict` hands the context to MONAI and holds float32 outputs of the
+whole context. :func:`blend_region` (what block jobs use) blends the same windows with the
+same importance map in the same order itself, but *streams*: it runs the windows in order of
+their z start, accumulates only the region (the block) and only the rows that windows still
+to come can touch (one window height), and yields each slab of rows as soon as it is final.
+Its memory is the (uint8) context, one window-high slab of accumulators and what the
+caller keeps of the slabs, instead of several float32 copies of the context.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from monai.data.utils import compute_importance_map
 from monai.inferers import sliding_window_inference
 from tqdm import tqdm
 
@@ -146,3 +157,105 @@ def sliding_window_predict(
     if not all(isinstance(o, torch.Tensor) for o in outputs):
         raise TypeError("predictor must return a tensor or a tuple of tensors")
     return tuple(o[0].float().cpu() for o in outputs)
+
+
+def _pad_like_monai(
+    image: np.ndarray, window: Sequence[int], padding_mode: PaddingMode
+) -> tuple[np.ndarray, list[int]]:
+    """``image`` padded as MONAI pads an input shorter than the window (half before), and the pads before."""
+    diffs = [max(w - n, 0) for n, w in zip(image.shape, window, strict=True)]
+    if not any(diffs):
+        return image, [0] * len(diffs)
+    flat = [p for d in reversed(diffs) for p in (d // 2, d - d // 2)]  # F.pad lists the last axis first
+    padded = F.pad(torch.from_numpy(np.ascontiguousarray(image))[None, None], flat, mode=padding_mode)
+    return padded[0, 0].numpy(), [d // 2 for d in diffs]
+
+
+def blend_region(
+    image: np.ndarray,
+    region: Sequence[slice],
+    predictor: Predictor,
+    window: Sequence[int],
+    overlap: float,
+    batch_size: int,
+    blend: Literal["gaussian", "constant"] = "gaussian",
+    padding_mode: PaddingMode = "reflect",
+    device: torch.device | str = "cpu",
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    desc: str = "",
+) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
+    """MONAI's sliding-window blend over ``image``, restricted to ``region``, streamed in z-slabs.
+
+    ``image`` is a ``(z, y, x)`` array (e.g. a block's uint8 context); ``transform`` maps a
+    stack of its windows to float32 (default: a cast). ``region`` (slices with explicit
+    bounds, inside the image) is the part wanted. Windows are MONAI's windows of the whole
+    image (padded like MONAI where an axis is shorter than the window); those that touch
+    the region run, in MONAI's order, ``batch_size`` at a time within one z start; outputs are
+    weighted by MONAI's importance map and normalised by the summed weights, as
+    :func:`~monai.inferers.sliding_window_inference` does. Yields ``(z0, outputs)`` in
+    increasing ``z0``: rows ``z0 .. z0 + dz`` of the region (relative to its start), each
+    output ``(C_i, dz, *region y–x shape)`` float32 on the CPU; the slabs cover the region once.
+    On the CPU a slab is a view of the accumulators: use or copy it before asking for the next.
+    """
+    transform = transform or (lambda a: a.astype(np.float32))
+    region = list(region)
+    if any(n < w for n, w in zip(image.shape, window, strict=True)):
+        image, pads = _pad_like_monai(transform(image), window, padding_mode)
+        transform = lambda a: a  # noqa: E731  (already float32)
+        region = [slice(r.start + p, r.stop + p) for r, p in zip(region, pads, strict=True)]
+    (z0, z1), (y0, y1), (x0, x1) = [(int(r.start), int(r.stop)) for r in region]
+    wz, wy, wx = (int(w) for w in window)
+    starts = [window_starts(n, w, overlap) for n, w in zip(image.shape, window, strict=True)]
+    z_starts = [s for s in starts[0] if s < z1 and s + wz > z0]
+    yx = [
+        (a, b) for a, b in itertools.product(starts[1], starts[2]) if a < y1 and a + wy > y0 and b < x1 and b + wx > x0
+    ]
+    weights = compute_importance_map(tuple(window), mode=blend, sigma_scale=0.125, device=device)
+    bar = tqdm(total=len(z_starts) * len(yx), desc=desc, mininterval=2.0, disable=not desc, dynamic_ncols=True)
+    acc: list[torch.Tensor] = []
+    total = torch.zeros((1, wz, y1 - y0, x1 - x0), device=device)  # summed weights
+    base = z_starts[0]  # image row of accumulator row 0; rows before it are final and emitted
+
+    def emit(stop: int) -> tuple[int, tuple[torch.Tensor, ...]] | None:
+        """Rows ``base .. stop`` are final: their region part, normalised in place, on the CPU."""
+        lo, hi = max(base, z0), min(stop, z1)
+        if lo >= hi:
+            return None
+        rows = slice(lo - base, hi - base)
+        return lo - z0, tuple(a[:, rows].div_(total[:, rows]).cpu() for a in acc)
+
+    for zs in z_starts:
+        if acc and zs > base:  # rows before this z start are final
+            with torch.inference_mode():
+                slab = emit(zs)
+            if slab is not None:
+                yield slab
+            with torch.inference_mode():  # drop them, zero the rows that come into reach
+                k = zs - base
+                for buffer in [*acc, total]:
+                    for row in range(wz - k):  # ascending: a source row is read before it is overwritten
+                        buffer[:, row] = buffer[:, row + k]
+                    buffer[:, wz - k :] = 0.0
+        base = zs
+        with torch.inference_mode():
+            for i in range(0, len(yx), batch_size):
+                batch = yx[i : i + batch_size]
+                stack = np.stack([image[zs : zs + wz, a : a + wy, b : b + wx] for a, b in batch])
+                windows = torch.from_numpy(np.ascontiguousarray(transform(stack)))[:, None].to(device)
+                out = predictor(windows)
+                outputs = out if isinstance(out, tuple) else (out,)
+                if not acc:
+                    acc = [torch.zeros((o.shape[1], *total.shape[1:]), device=device) for o in outputs]
+                for j, (a, b) in enumerate(batch):
+                    dst = (slice(max(a, y0) - y0, min(a + wy, y1) - y0), slice(max(b, x0) - x0, min(b + wx, x1) - x0))
+                    src = (slice(max(a, y0) - a, min(a + wy, y1) - a), slice(max(b, x0) - b, min(b + wx, x1) - b))
+                    w = weights[(slice(None), *src)]
+                    total[(slice(None), slice(None), *dst)] += w
+                    for acc_i, o in zip(acc, outputs, strict=True):
+                        acc_i[(slice(None), slice(None), *dst)] += o[(j, slice(None), slice(None), *src)].float() * w
+                bar.update(len(batch))
+    bar.close()
+    with torch.inference_mode():
+        slab = emit(base + wz)
+    if slab is not None:
+        yield slab

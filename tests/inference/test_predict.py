@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +203,33 @@ def test_precision(case: dict[str, Path]) -> None:
     fp32 = predict_array(make_predictor(case["ckpt"], model, predict, cpu), image, model, predict)
     low = predict_array(make_predictor(case["ckpt"], model, bf16, cpu), image, model, bf16)
     assert 0 < np.abs(fp32 - low).max() < 0.05
+
+
+def test_load_model_matches_lightning_loading(tmp_path: Path) -> None:
+    """Deep supervision and extra targets: same eval logits as ``AffinityModule.load_from_checkpoint``."""
+    from pipeline_lib.training.module import AffinityModule
+
+    model, _ = settings(
+        {
+            "architecture": "rsunet",
+            "architecture_params": {"widths": [4, 8], "downsample": [[1, 2, 2]]},
+            "targets": [{"type": "affinity"}, {"type": "boundary"}],
+            "deep_supervision": {"enabled": True},
+        }
+    )
+    ckpt = save_checkpoint(tmp_path / "ds.ckpt", model)
+    ours = load_model(ckpt)
+    lightning_module = AffinityModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
+    x = torch.rand(2, 1, 8, 16, 16)
+    with torch.inference_mode():
+        expected = lightning_module(x)
+        assert expected.shape == (2, 3 + 1, 8, 16, 16)
+        torch.testing.assert_close(ours(x), expected, rtol=0, atol=0)
+    assert not ours.training and ours.offsets == [(-1, 0, 0), (0, -1, 0), (0, 0, -1)]
+
+
+def test_prediction_path_does_not_import_lightning() -> None:
+    """Checkpoints load without Lightning, which keeps its ~80 MB of imports out of block jobs."""
+    code = "import sys, pipeline_lib.inference.predict; print('lightning' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -12,7 +12,13 @@ from monai.inferers import sliding_window_inference
 from monai.inferers.utils import _get_scan_interval
 
 from pipeline_lib.geometry import BlockGrid
-from pipeline_lib.inference.sliding import count_windows, sliding_window_predict, window_context, window_starts
+from pipeline_lib.inference.sliding import (
+    blend_region,
+    count_windows,
+    sliding_window_predict,
+    window_context,
+    window_starts,
+)
 
 
 def monai_starts(length: int, window: int, overlap: float) -> list[int]:
@@ -70,3 +76,43 @@ def test_small_volume_is_padded_like_monai() -> None:
         whole = sliding_window_inference(image[None, None], (8, 8, 8), 1, net, 0.5, padding_mode="reflect")[0]
         (ours,) = sliding_window_predict(image.numpy(), net, (8, 8, 8), 0.5, 1, "constant", "reflect")
     np.testing.assert_allclose(ours.numpy(), whole.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "overlap", "region"),
+    [
+        ((30, 45, 37), (12, 16, 16), 0.5, (slice(3, 25), slice(5, 40), slice(0, 37))),
+        ((30, 45, 37), (12, 16, 16), 0.0, (slice(0, 30), slice(0, 45), slice(0, 37))),
+        ((30, 45, 37), (12, 16, 16), 0.75, (slice(7, 8), slice(5, 40), slice(2, 3))),
+        ((6, 20, 9), (8, 8, 8), 0.5, (slice(1, 6), slice(0, 20), slice(2, 9))),  # padded like MONAI
+    ],
+)
+def test_blend_region_streams_monai_blend(
+    shape: tuple[int, int, int], window: tuple[int, int, int], overlap: float, region: tuple[slice, ...]
+) -> None:
+    """Slabs in z order cover the region once and equal MONAI's whole-image blend there (tuple outputs too)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 2, 3, padding=1))
+
+    def two(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = net(x)
+        return out, out[:, :1] * out[:, :1]
+
+    image = (np.random.default_rng(0).random(shape) * 255).astype(np.uint8)
+    floats = torch.from_numpy(image.astype(np.float32) / 255)[None, None]
+    with torch.inference_mode():
+        whole = sliding_window_inference(floats, window, 3, two, overlap, mode="gaussian", padding_mode="reflect")
+    assert isinstance(whole, tuple)
+    got = [np.full((o.shape[1], *[r.stop - r.start for r in region]), np.nan, np.float32) for o in whole]
+    rows = 0
+    slabs = blend_region(
+        image, region, two, window, overlap, 2, "gaussian", "reflect", transform=lambda a: a.astype(np.float32) / 255
+    )
+    for z0, outputs in slabs:
+        assert z0 == rows and all(o.dtype == torch.float32 for o in outputs)
+        rows += outputs[0].shape[1]
+        for g, o in zip(got, outputs, strict=True):
+            g[:, z0:rows] = o.numpy()
+    assert rows == got[0].shape[1]
+    for g, w in zip(got, whole, strict=True):
+        np.testing.assert_allclose(g, w[0][(slice(None), *region)].numpy(), atol=1e-6, rtol=0)
