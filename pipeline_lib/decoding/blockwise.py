@@ -13,12 +13,20 @@ Steps (each a Snakemake job or a group of block jobs, like prediction):
      voxel count of each local id, plus what the stitch needs across faces (below);
 
    a block's object ``j`` has the global id ``i << 32 | j`` in the stitch;
-3. :func:`stitch_and_relabel` finds the pairs of objects to join across every face between
-   neighbouring blocks (:mod:`~pipeline_lib.decoding.stitching`), joins them (union–find),
-   handles objects smaller than ``min_size`` by their *global* sizes (to background, or
-   merged into the neighbour they touch most), writes every block of ``segmentation`` once
-   with consecutive ids, deletes ``block_labels`` and ``blocks`` and publishes the store
-   under its final name.
+3. :func:`~pipeline_lib.decoding.relabel.stitch_blocks` (one job) finds the pairs of objects
+   to join across every face between neighbouring blocks
+   (:mod:`~pipeline_lib.decoding.stitching`), joins them (union–find), handles objects
+   smaller than ``min_size`` by their *global* sizes (to background, or merged into the
+   neighbour they touch most) and writes the final consecutive id of every block-local id
+   (``<partial>/stitch/``);
+4. :func:`~pipeline_lib.decoding.relabel.relabel_blocks` (block jobs, grouped like the
+   decode jobs) writes each block of ``segmentation`` once, with its final ids, then a
+   marker ``<partial>/relabelled/<i>``;
+5. :func:`~pipeline_lib.decoding.relabel.finish_decoding` (one job) checks every marker,
+   deletes the scratch files (:mod:`~pipeline_lib.decoding.partial_store`) and publishes
+   the store under its final name.
+
+:func:`stitch_and_relabel` runs steps 3–5 in one process, :func:`decode_volume` all five.
 
 Connected components (``"affinity"`` stitching) read each block's nearest-neighbour
 affinities without halo and label the block's own edges
@@ -41,7 +49,8 @@ whole-volume decoding; ``tests/decoding/test_blockwise.py`` measures and bounds 
 deviation.
 
 Memory: one block with its halo at a time while decoding; while stitching, a few blocks'
-records (or faces) at a time, one block of labels while relabelling, and the id tables.
+records (or faces) at a time and the id tables; while relabelling, one block of labels and
+the table slices of a job's blocks (the table is memory-mapped).
 """
 
 from __future__ import annotations
@@ -54,30 +63,18 @@ from typing import Any
 
 import fastremap
 import numpy as np
-import zarr
 from numpy.typing import NDArray
 
 from pipeline_lib.config import DecoderSettings, DecodeSettings
 from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, read_affinities, read_stored
 from pipeline_lib.decoding.connected_components import edges_above, label_block, nearest_neighbour_channels, plane
+from pipeline_lib.decoding.partial_store import LABELS, RECORDS, RELABELLED, block_record, decode_grid, labels_path
 from pipeline_lib.decoding.registry import get_decoder
-from pipeline_lib.decoding.stitching import (
-    BLOCK_ID_SHIFT,
-    EMPTY_PAIRS,
-    component_contacts,
-    components,
-    crossing_pairs,
-    final_labels,
-    globalize,
-    halo_slabs,
-    lower_neighbour,
-    overlap_face_pairs,
-    small_components,
-)
+from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
+from pipeline_lib.decoding.stitching import halo_slabs
 from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.io.volumes import (
     SEGMENTATION,
-    commit,
     create_array,
     open_array,
     partial_path,
@@ -85,26 +82,30 @@ from pipeline_lib.io.volumes import (
     store_attrs,
     voxel_size,
 )
-from pipeline_lib.progress import progress
 from pipeline_lib.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-LABELS = "block_labels"
 SEGMENTATION_COMPRESSION = {"name": "zstd", "configuration": {"level": 1, "checksum": False}}
-
-
-def decode_grid(shape: tuple[int, ...], settings: DecodeSettings) -> BlockGrid:
-    return BlockGrid.aligned(shape, settings.block_shape, settings.chunk_shape)
 
 
 def prepare_decoding(
     affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
 ) -> Path:
-    """Create the empty ``<output>.partial`` store for the block jobs to fill."""
+    """Create the empty ``<output>.partial`` store for the block jobs to fill.
+
+    A partial store left by an interrupted run with the same settings and inputs is kept, so
+    that the steps after this one resume from what is done; any other is replaced.
+    """
     partial = partial_path(output)
     shape = open_array(affinities_store, AFFINITIES).shape[1:]
     decode_grid(shape, settings)  # rejects a misaligned block shape before any block runs
+    record = provenance("decode", {"decoder": decoder, "decode": settings}, [affinities_store])
+    if partial.exists():
+        if _same_run(partial, record):
+            log.info("%s: resuming the decoding left there", partial)
+            return partial
+        shutil.rmtree(partial)
     create_array(
         partial,
         SEGMENTATION,
@@ -114,20 +115,20 @@ def prepare_decoding(
         voxel_size(affinities_store, AFFINITIES),
         compressors=SEGMENTATION_COMPRESSION,
     )
-    set_store_attrs(
-        partial, {"provenance": provenance("decode", {"decoder": decoder, "decode": settings}, [affinities_store])}
-    )
-    (partial / "blocks").mkdir(exist_ok=True)
-    (partial / LABELS).mkdir(exist_ok=True)
+    set_store_attrs(partial, {"provenance": record})
+    for folder in (RECORDS, LABELS, RELABELLED):
+        (partial / folder).mkdir(exist_ok=True)
     return partial
 
 
-def _block_record(partial: Path, block_id: int) -> Path:
-    return partial / "blocks" / f"{block_id}.npz"
-
-
-def _labels_path(partial: Path, block_id: int) -> Path:
-    return partial / LABELS / f"{block_id}.npy"
+def _same_run(partial: Path, record: dict[str, Any]) -> bool:
+    """Whether ``partial`` was prepared with ``record``'s settings and inputs."""
+    try:
+        previous = store_attrs(partial).get("provenance", {})
+        open_array(partial, SEGMENTATION)
+    except Exception:  # not a (complete) store: start afresh
+        return False
+    return bool(previous.get("settings") == record["settings"] and previous.get("inputs") == record["inputs"])
 
 
 def _compact(decoded: NDArray[np.integer], core: tuple[slice, ...]) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:
@@ -179,12 +180,14 @@ def decode_blocks(
 ) -> None:
     """Decode the given blocks into ``<output>.partial``, skipping blocks already done."""
     partial = partial_path(output)
+    if store_attrs(partial).get("complete"):  # relabelled and cleaned up before an interrupted publication
+        return
     affinities = open_array(affinities_store, AFFINITIES)
     grid = decode_grid(affinities.shape[1:], settings)
     method = get_decoder(decoder.method)
     offsets = affinity_offsets(affinities_store)
     for block_id in block_ids:
-        record = _block_record(partial, block_id)
+        record = block_record(partial, block_id)
         if record.exists():
             continue
         extras: dict[str, Any]
@@ -198,101 +201,23 @@ def decode_blocks(
             in_context, counts = _compact(decoded, block.relative_to(context))
             labels = in_context[block.relative_to(context)]
             extras = {name: in_context[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}
-        tmp_labels = _labels_path(partial, block_id).with_suffix(".tmp.npy")
+        tmp_labels = labels_path(partial, block_id).with_suffix(".tmp.npy")
         np.save(tmp_labels, np.ascontiguousarray(labels))
-        tmp_labels.replace(_labels_path(partial, block_id))
+        tmp_labels.replace(labels_path(partial, block_id))
         tmp = record.with_suffix(".tmp.npz")
         np.savez(tmp, counts=counts, **extras)  # small, read once: not worth compressing
         tmp.replace(record)
         log.info("decoded block %d %s: %d objects", block_id, grid.block(block_id), len(counts))
 
 
-def _face_pairs(partial: Path, grid: BlockGrid, decoder: DecoderSettings) -> NDArray[np.uint64]:
-    """Pairs of global ids to join across all block faces (a block's record and its lower neighbours' at a time)."""
-    pairs = [EMPTY_PAIRS]
-    if get_decoder(decoder.method).stitch == "affinity":
-        for block_id in range(len(grid)):
-            with np.load(_block_record(partial, block_id)) as here:
-                for axis in range(3):
-                    below = lower_neighbour(grid, block_id, axis)
-                    if below is None:
-                        continue
-                    with np.load(_block_record(partial, below)) as there:
-                        local = crossing_pairs(here[f"first{axis}"], here[f"crossing{axis}"], there[f"last{axis}"])
-                    pairs.append(np.stack([globalize(local[:, 0], block_id), globalize(local[:, 1], below)], axis=1))
-        return np.concatenate(pairs)
-    threshold = float(decoder.params["stitch_overlap"])
-    for block_id in range(len(grid)):
-        needed = [block_id] + [b for b in (lower_neighbour(grid, block_id, a) for a in range(3)) if b is not None]
-        slabs = {i: np.load(_block_record(partial, i)) for i in needed}
-        pairs.append(overlap_face_pairs(grid, block_id, slabs, threshold, lambda i: _block_labels(partial, i)))
-    return np.concatenate(pairs)
-
-
-def _block_labels(partial: Path, block_id: int) -> NDArray[np.unsignedinteger]:
-    labels: NDArray[np.unsignedinteger] = np.load(_labels_path(partial, block_id), mmap_mode="r")
-    return labels
-
-
 def stitch_and_relabel(
     affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
 ) -> None:
-    """Join objects across block faces, handle small objects, relabel consecutively, publish."""
-    partial = partial_path(output)
-    if store_attrs(partial).get("complete"):  # relabelled before an interrupted publication
-        commit(partial, output)
-        return
-    with zarr.config.set({"array.write_empty_chunks": True}):  # every chunk is written once: skip zarr's fill check
-        segmentation = open_array(partial, SEGMENTATION, mode="r+")
-    grid = decode_grid(segmentation.shape, settings)
-    missing = [
-        i for i in range(len(grid)) if not (_block_record(partial, i).exists() and _labels_path(partial, i).exists())
-    ]
-    if missing:
-        raise RuntimeError(f"{partial}: blocks {missing} were not decoded; rerun the workflow to decode them")
-    counts_list = []
-    for i in range(len(grid)):
-        with np.load(_block_record(partial, i)) as record:
-            counts_list.append(record["counts"].astype(np.int64))
-    starts = np.cumsum([0] + [len(c) for c in counts_list])
-    ids = np.concatenate(
-        [np.zeros(0, dtype=np.uint64)]
-        + [
-            (np.uint64(i) << BLOCK_ID_SHIFT) + np.arange(1, len(c) + 1, dtype=np.uint64)
-            for i, c in enumerate(counts_list)
-        ]
-    )  # sorted: by block, then local id
-    counts = np.concatenate([np.zeros(0, dtype=np.int64), *counts_list])
-    del counts_list
-    component = components(ids, _face_pairs(partial, grid, decoder))
-    del ids
-    sizes = np.bincount(component, weights=counts, minlength=int(component.max(initial=-1)) + 1).astype(np.int64)
-    # connected components: a global one-voxel component is a voxel without any edge
-    background = sizes == 1 if get_decoder(decoder.method).stitch == "affinity" else np.zeros(len(sizes), bool)
-    small: dict[int, int] = {}
-    if decoder.min_size > 1 and ((sizes < decoder.min_size) & ~background).any():
-        contact_pairs = np.zeros((0, 2), dtype=np.uint64)
-        contact_counts = np.zeros(0, dtype=np.int64)
-        if decoder.small_objects == "merge":
-            table = np.where(background, 0, np.arange(1, len(sizes) + 1)).astype(np.uint64)[component]
-
-            def block_table(i: int) -> NDArray[np.uint64]:
-                return np.concatenate([np.zeros(1, dtype=np.uint64), table[starts[i] : starts[i + 1]]])
-
-            contact_pairs, contact_counts = component_contacts(grid, lambda i: _block_labels(partial, i), block_table)
-        small = small_components(sizes, decoder.min_size, decoder.small_objects, contact_pairs, contact_counts)
-    final = final_labels(component, sizes, small, background)
-    for block_id, box in progress(grid.blocks(), total=len(grid), desc="relabel"):
-        table = np.concatenate([np.zeros(1, dtype=np.uint64), final[starts[block_id] : starts[block_id + 1]]])
-        segmentation[box.slices] = table[np.load(_labels_path(partial, block_id))]
-    n_objects = int(final.max(initial=0))
-    attrs = store_attrs(partial)
-    attrs["provenance"]["n_objects"] = int(n_objects)
-    set_store_attrs(partial, {"provenance": attrs["provenance"], "complete": True})
-    for folder in (LABELS, "blocks"):
-        shutil.rmtree(partial / folder)
-    log.info("stitched %d blocks into %d objects", len(grid), n_objects)
-    commit(partial, output)
+    """Stitch, relabel every block and publish, in one process (steps 3–5)."""
+    n_blocks = len(decode_grid(open_array(affinities_store, AFFINITIES).shape[1:], settings))
+    stitch_blocks(output, decoder, settings)
+    relabel_blocks(output, range(n_blocks), settings)
+    finish_decoding(output, settings)
 
 
 def decode_volume(
@@ -305,4 +230,12 @@ def decode_volume(
     stitch_and_relabel(affinities_store, output, decoder, settings)
 
 
-__all__ = ["decode_blocks", "decode_volume", "prepare_decoding", "stitch_and_relabel"]
+__all__ = [
+    "decode_blocks",
+    "decode_volume",
+    "finish_decoding",
+    "prepare_decoding",
+    "relabel_blocks",
+    "stitch_and_relabel",
+    "stitch_blocks",
+]

@@ -1,0 +1,49 @@
+"""Scratch files of a blockwise decoding inside ``<out>.partial`` (next to ``segmentation``).
+
+- ``block_labels/<i>.npy``: block ``i``'s own region with block-local ids (written by the
+  decode block jobs, see :mod:`~pipeline_lib.decoding.blockwise`);
+- ``blocks/<i>.npz``: block ``i``'s record (voxel counts and face data), written last by
+  its decode job: it marks the block decoded;
+- ``stitch/``: the stitch table, published by renaming a finished ``stitch.tmp`` folder:
+  ``final.npy`` (uint64, the final id of every block-local id, block after block),
+  ``starts.npy`` (int64, where each block's ids begin in ``final``; block ``i``'s local id
+  ``j >= 1`` becomes ``final[starts[i] + j - 1]``) and ``info.json`` (``n_objects``,
+  ``n_blocks``);
+- ``relabelled/<i>``: empty marker written after block ``i`` of ``segmentation`` holds its
+  final ids.
+
+The finish step deletes all of them before publishing the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline_lib.config import DecodeSettings
+from pipeline_lib.geometry import BlockGrid
+
+LABELS = "block_labels"
+RECORDS = "blocks"
+STITCH = "stitch"
+RELABELLED = "relabelled"
+SCRATCH = (LABELS, RECORDS, STITCH, f"{STITCH}.tmp", RELABELLED)
+
+
+def decode_grid(shape: tuple[int, ...], settings: DecodeSettings) -> BlockGrid:
+    return BlockGrid.aligned(shape, settings.block_shape, settings.chunk_shape)
+
+
+def block_record(partial: Path, block_id: int) -> Path:
+    return partial / RECORDS / f"{block_id}.npz"
+
+
+def labels_path(partial: Path, block_id: int) -> Path:
+    return partial / LABELS / f"{block_id}.npy"
+
+
+def stitch_dir(partial: Path) -> Path:
+    return partial / STITCH
+
+
+def relabel_marker(partial: Path, block_id: int) -> Path:
+    return partial / RELABELLED / str(block_id)

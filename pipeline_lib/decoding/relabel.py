@@ -1,0 +1,220 @@
+"""The last three steps of blockwise decoding: stitch, relabel block jobs, finish.
+
+- :func:`stitch_blocks` (one job) reads the block records (and, for overlap stitching or
+  small-object merging, faces of the block labels), joins objects across block faces
+  (union–find), handles small objects by their global sizes and publishes the stitch
+  table, the final id of every block-local id (:mod:`~pipeline_lib.decoding.partial_store`);
+- :func:`relabel_blocks` (block jobs, grouped like the decode block jobs) writes blocks of
+  ``segmentation`` from their local labels and the table, then a marker per block;
+- :func:`finish_decoding` (one job) checks that every block is relabelled, records the
+  object count, deletes the scratch files and publishes the store under its final name.
+
+Every step skips what is already done, so a rerun after an interruption resumes: the stitch
+table is published by renaming a finished folder, a block's relabel marker is written after
+its block, the store is renamed to its final name only once complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from numpy.typing import NDArray
+
+from pipeline_lib.config import DecoderSettings, DecodeSettings
+from pipeline_lib.decoding.partial_store import (
+    SCRATCH,
+    block_record,
+    decode_grid,
+    labels_path,
+    relabel_marker,
+    stitch_dir,
+)
+from pipeline_lib.decoding.registry import get_decoder
+from pipeline_lib.decoding.stitching import (
+    BLOCK_ID_SHIFT,
+    EMPTY_PAIRS,
+    component_contacts,
+    components,
+    crossing_pairs,
+    final_labels,
+    globalize,
+    lower_neighbour,
+    overlap_face_pairs,
+    small_components,
+)
+from pipeline_lib.geometry import BlockGrid
+from pipeline_lib.io.volumes import SEGMENTATION, commit, open_array, partial_path, set_store_attrs, store_attrs
+from pipeline_lib.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+def _block_labels(partial: Path, block_id: int) -> NDArray[np.unsignedinteger]:
+    labels: NDArray[np.unsignedinteger] = np.load(labels_path(partial, block_id), mmap_mode="r")
+    return labels
+
+
+def _face_pairs(partial: Path, grid: BlockGrid, decoder: DecoderSettings) -> NDArray[np.uint64]:
+    """Pairs of global ids to join across all block faces (a block's record and its lower neighbours' at a time)."""
+    pairs = [EMPTY_PAIRS]
+    if get_decoder(decoder.method).stitch == "affinity":
+        for block_id in range(len(grid)):
+            with np.load(block_record(partial, block_id)) as here:
+                for axis in range(3):
+                    below = lower_neighbour(grid, block_id, axis)
+                    if below is None:
+                        continue
+                    with np.load(block_record(partial, below)) as there:
+                        local = crossing_pairs(here[f"first{axis}"], here[f"crossing{axis}"], there[f"last{axis}"])
+                    pairs.append(np.stack([globalize(local[:, 0], block_id), globalize(local[:, 1], below)], axis=1))
+        return np.concatenate(pairs)
+    threshold = float(decoder.params["stitch_overlap"])
+    for block_id in range(len(grid)):
+        needed = [block_id] + [b for b in (lower_neighbour(grid, block_id, a) for a in range(3)) if b is not None]
+        slabs = {i: np.load(block_record(partial, i)) for i in needed}
+        pairs.append(overlap_face_pairs(grid, block_id, slabs, threshold, lambda i: _block_labels(partial, i)))
+    return np.concatenate(pairs)
+
+
+def _final_table(
+    partial: Path, grid: BlockGrid, decoder: DecoderSettings
+) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """The final id of every block-local id (block after block) and where each block's ids begin."""
+    counts_list = []
+    for i in range(len(grid)):
+        with np.load(block_record(partial, i)) as record:
+            counts_list.append(record["counts"].astype(np.int64))
+    starts = np.cumsum([0] + [len(c) for c in counts_list]).astype(np.int64)
+    ids = np.concatenate(
+        [np.zeros(0, dtype=np.uint64)]
+        + [
+            (np.uint64(i) << BLOCK_ID_SHIFT) + np.arange(1, len(c) + 1, dtype=np.uint64)
+            for i, c in enumerate(counts_list)
+        ]
+    )  # sorted: by block, then local id
+    counts = np.concatenate([np.zeros(0, dtype=np.int64), *counts_list])
+    del counts_list
+    component = components(ids, _face_pairs(partial, grid, decoder))
+    del ids
+    sizes = np.bincount(component, weights=counts, minlength=int(component.max(initial=-1)) + 1).astype(np.int64)
+    # connected components: a global one-voxel component is a voxel without any edge
+    background = sizes == 1 if get_decoder(decoder.method).stitch == "affinity" else np.zeros(len(sizes), bool)
+    small: dict[int, int] = {}
+    if decoder.min_size > 1 and ((sizes < decoder.min_size) & ~background).any():
+        contact_pairs = np.zeros((0, 2), dtype=np.uint64)
+        contact_counts = np.zeros(0, dtype=np.int64)
+        if decoder.small_objects == "merge":
+            table = np.where(background, 0, np.arange(1, len(sizes) + 1)).astype(np.uint64)[component]
+
+            def block_table(i: int) -> NDArray[np.uint64]:
+                return np.concatenate([np.zeros(1, dtype=np.uint64), table[starts[i] : starts[i + 1]]])
+
+            contact_pairs, contact_counts = component_contacts(grid, lambda i: _block_labels(partial, i), block_table)
+        small = small_components(sizes, decoder.min_size, decoder.small_objects, contact_pairs, contact_counts)
+    return final_labels(component, sizes, small, background), starts
+
+
+def _segmentation(partial: Path, mode: str = "r") -> Any:
+    with zarr.config.set({"array.write_empty_chunks": True}):  # every chunk is written once: skip zarr's fill check
+        return open_array(partial, SEGMENTATION, mode=mode)
+
+
+def _missing(partial: Path, grid: BlockGrid) -> list[int]:
+    return [i for i in range(len(grid)) if not (block_record(partial, i).exists() and labels_path(partial, i).exists())]
+
+
+def stitch_blocks(output: str | Path, decoder: DecoderSettings, settings: DecodeSettings) -> int:
+    """Compute and publish the stitch table of ``<output>.partial``; returns the object count.
+
+    Skipped (the published table's count returned) when the table exists.
+    """
+    partial = partial_path(output)
+    if store_attrs(partial).get("complete"):  # finished before an interrupted publication
+        return int(store_attrs(partial)["provenance"]["n_objects"])
+    table = stitch_dir(partial)
+    if table.exists():
+        log.info("%s: stitch table already written", partial)
+        return _n_objects(partial)
+    grid = decode_grid(_segmentation(partial).shape, settings)
+    missing = _missing(partial, grid)
+    if missing:
+        raise RuntimeError(f"{partial}: blocks {missing} were not decoded; rerun the workflow to decode them")
+    final, starts = _final_table(partial, grid, decoder)
+    n_objects = int(final.max(initial=0))
+    tmp = table.with_name(f"{table.name}.tmp")
+    if tmp.exists():  # left by an interrupted stitch
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    np.save(tmp / "final.npy", final)
+    np.save(tmp / "starts.npy", starts)
+    (tmp / "info.json").write_text(json.dumps({"n_objects": n_objects, "n_blocks": len(grid)}))
+    os.rename(tmp, table)
+    log.info("stitched %d blocks into %d objects", len(grid), n_objects)
+    return n_objects
+
+
+def _n_objects(partial: Path) -> int:
+    return int(json.loads((stitch_dir(partial) / "info.json").read_text())["n_objects"])
+
+
+def relabel_blocks(output: str | Path, block_ids: Iterable[int], settings: DecodeSettings) -> list[int]:
+    """Write the given blocks of ``segmentation`` with their final ids, skipping blocks already done.
+
+    Returns the ids of the blocks written by this call. Reads the stitch table memory-mapped,
+    so a job holds one block of labels and the table slices of its blocks.
+    """
+    partial = partial_path(output)
+    if store_attrs(partial).get("complete"):
+        return []
+    table = stitch_dir(partial)
+    if not table.exists():
+        raise RuntimeError(f"{partial}: no stitch table; rerun the workflow to stitch the blocks first")
+    segmentation = _segmentation(partial, mode="r+")
+    grid = decode_grid(segmentation.shape, settings)
+    final: NDArray[np.uint64] = np.load(table / "final.npy", mmap_mode="r")
+    starts: NDArray[np.int64] = np.load(table / "starts.npy")
+    if len(starts) != len(grid) + 1:
+        raise RuntimeError(f"{partial}: the stitch table has {len(starts) - 1} blocks, the grid {len(grid)}")
+    relabel_marker(partial, 0).parent.mkdir(exist_ok=True)
+    done: list[int] = []
+    block_ids = list(block_ids)
+    for block_id in progress(block_ids, total=len(block_ids), desc="relabel"):
+        marker = relabel_marker(partial, block_id)
+        if marker.exists():
+            log.info("block %d already relabelled", block_id)
+            continue
+        lookup = np.concatenate([np.zeros(1, dtype=np.uint64), final[starts[block_id] : starts[block_id + 1]]])
+        segmentation[grid.block(block_id).slices] = lookup[np.load(labels_path(partial, block_id))]
+        marker.touch()  # after the block: a block without marker is rewritten on rerun
+        done.append(block_id)
+    log.info("relabelled %d of %d blocks", len(done), len(block_ids))
+    return done
+
+
+def finish_decoding(output: str | Path, settings: DecodeSettings) -> None:
+    """Publish ``<output>.partial`` as ``output`` once every block has its relabel marker."""
+    partial = partial_path(output)
+    if not store_attrs(partial).get("complete"):
+        grid = decode_grid(_segmentation(partial).shape, settings)
+        if not stitch_dir(partial).exists():
+            raise RuntimeError(f"{partial}: no stitch table; rerun the workflow to stitch the blocks")
+        missing = [i for i in range(len(grid)) if not relabel_marker(partial, i).exists()]
+        if missing:
+            raise RuntimeError(f"{partial}: blocks {missing} were not relabelled; rerun the workflow to relabel them")
+        attrs = store_attrs(partial)
+        attrs["provenance"]["n_objects"] = _n_objects(partial)
+        set_store_attrs(partial, {"provenance": attrs["provenance"], "complete": True})
+    for folder in SCRATCH:  # also after an interruption between 'complete' and the publication
+        shutil.rmtree(partial / folder, ignore_errors=True)
+    commit(partial, output)
+
+
+__all__ = ["finish_decoding", "relabel_blocks", "stitch_blocks"]

@@ -1,0 +1,155 @@
+"""Stitch, relabel block jobs and finish: interrupted steps resume, a missing block is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from decoding_helpers import NN_OFFSETS, decode_settings, read_segmentation, write_affinities
+
+from pipeline_lib.config import DecoderSettings
+from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
+from pipeline_lib.decoding.partial_store import SCRATCH, relabel_marker, stitch_dir
+from pipeline_lib.decoding.registry import decoder_settings
+from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
+from pipeline_lib.geometry import BlockGrid, split_jobs
+from pipeline_lib.io.volumes import open_array, partial_path, store_attrs
+
+SHAPE = (16, 16, 24)  # 2 x 2 x 3 blocks of 8
+SETTINGS = decode_settings((8, 8, 8))
+GRID = BlockGrid(SHAPE, (8, 8, 8))
+
+
+@pytest.fixture
+def affs(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(7)
+    stored = np.where(rng.random((3, *SHAPE)) < 0.42, 200, 40).astype(np.uint8)  # percolating clusters
+    return write_affinities(tmp_path / "affs.zarr", stored.astype(np.float32) / 255, NN_OFFSETS, (8, 8, 8), "uint8")
+
+
+def _decoder(**entry: object) -> DecoderSettings:
+    return decoder_settings({"method": "connected_components", "min_size": 3, "small_objects": "merge", **entry})
+
+
+def _decode_and_stitch(affs: Path, out: Path, decoder: DecoderSettings) -> Path:
+    partial = prepare_decoding(affs, out, decoder, SETTINGS)
+    decode_blocks(affs, out, range(len(GRID)), decoder, SETTINGS)
+    stitch_blocks(out, decoder, SETTINGS)
+    return partial
+
+
+def _chunk_mtimes(partial: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (partial / "segmentation").rglob("*") if p.is_file()}
+
+
+def test_interrupted_relabel_resumes_and_rewrites_only_missing_blocks(tmp_path: Path, affs: Path) -> None:
+    decoder = _decoder()
+    decode_volume(affs, tmp_path / "reference.zarr", decoder, SETTINGS)
+    reference = read_segmentation(tmp_path / "reference.zarr")
+
+    out = tmp_path / "seg.zarr"
+    partial = _decode_and_stitch(affs, out, decoder)
+    jobs = split_jobs(len(GRID), 4)  # as Plan.decode_jobs groups them: [0..3], [4..7], [8..11]
+    assert relabel_blocks(out, jobs[0], SETTINGS) == list(jobs[0])
+    assert relabel_blocks(out, jobs[1], SETTINGS) == list(jobs[1])
+    # the third job was killed while writing block 9; block 5's write is lost too
+    segmentation = open_array(partial, "segmentation", mode="r+")
+    segmentation[GRID.block(9).slices] = 12345
+    relabel_marker(partial, 5).unlink()
+    segmentation[GRID.block(5).slices] = 0
+    before = _chunk_mtimes(partial)
+
+    with pytest.raises(RuntimeError, match=r"blocks \[5, 8, 9, 10, 11\] were not relabelled"):
+        finish_decoding(out, SETTINGS)
+    assert not out.exists() and partial.exists()
+
+    rewritten = [relabel_blocks(out, job, SETTINGS) for job in jobs]
+    assert rewritten == [[], [5], [8, 9, 10, 11]]
+    untouched = [b for b in range(len(GRID)) if b not in (5, 8, 9, 10, 11)]
+    after = _chunk_mtimes(partial)
+    for block_id in untouched:  # one chunk per block: c/<z>/<y>/<x>
+        chunk = partial / "segmentation" / "s0" / "c" / Path(*map(str, GRID.block_index(block_id)))
+        assert after[chunk] == before[chunk], block_id
+    finish_decoding(out, SETTINGS)
+
+    np.testing.assert_array_equal(read_segmentation(out), reference)
+    attrs = store_attrs(out)
+    assert attrs["complete"] is True
+    assert attrs["provenance"]["n_objects"] == store_attrs(tmp_path / "reference.zarr")["provenance"]["n_objects"]
+    assert attrs["provenance"]["n_objects"] == int(reference.max()) > 1
+    assert not partial.exists()
+    assert not [name for name in SCRATCH if (out / name).exists()]
+
+
+def test_relabel_without_stitch_table_fails_and_an_interrupted_stitch_is_redone(tmp_path: Path, affs: Path) -> None:
+    decoder = _decoder()
+    out = tmp_path / "seg.zarr"
+    partial = prepare_decoding(affs, out, decoder, SETTINGS)
+    decode_blocks(affs, out, range(len(GRID)), decoder, SETTINGS)
+    leftover = stitch_dir(partial).with_name("stitch.tmp")  # a stitch killed while writing its table
+    leftover.mkdir()
+    (leftover / "final.npy").write_bytes(b"truncated")
+    with pytest.raises(RuntimeError, match="no stitch table"):
+        relabel_blocks(out, range(len(GRID)), SETTINGS)
+    with pytest.raises(RuntimeError, match="no stitch table"):
+        finish_decoding(out, SETTINGS)
+    n_objects = stitch_blocks(out, decoder, SETTINGS)
+    assert not leftover.exists() and stitch_dir(partial).exists()
+    assert stitch_blocks(out, decoder, SETTINGS) == n_objects  # done: not redone
+    relabel_blocks(out, range(len(GRID)), SETTINGS)
+    finish_decoding(out, SETTINGS)
+    assert read_segmentation(out).max() == n_objects
+
+
+def test_stitch_names_blocks_not_decoded(tmp_path: Path, affs: Path) -> None:
+    decoder = _decoder()
+    out = tmp_path / "seg.zarr"
+    prepare_decoding(affs, out, decoder, SETTINGS)
+    decode_blocks(affs, out, [b for b in range(len(GRID)) if b != 4], decoder, SETTINGS)
+    with pytest.raises(RuntimeError, match=r"blocks \[4\] were not decoded"):
+        stitch_blocks(out, decoder, SETTINGS)
+    assert not stitch_dir(partial_path(out)).exists()
+
+
+def test_interrupted_publication_is_finished_by_a_rerun(tmp_path: Path, affs: Path, monkeypatch) -> None:
+    decoder = _decoder()
+    decode_volume(affs, tmp_path / "reference.zarr", decoder, SETTINGS)
+    out = tmp_path / "seg.zarr"
+    partial = _decode_and_stitch(affs, out, decoder)
+    relabel_blocks(out, range(len(GRID)), SETTINGS)
+
+    def killed(*args: object) -> None:
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr("pipeline_lib.decoding.relabel.commit", killed)
+    with pytest.raises(OSError, match="killed"):
+        finish_decoding(out, SETTINGS)
+    monkeypatch.undo()
+    assert store_attrs(partial)["complete"] is True and not out.exists()
+    (partial / "relabelled").mkdir()  # scratch half deleted
+    decode_volume(affs, out, decoder, SETTINGS)  # resumes: nothing left but the publication
+    np.testing.assert_array_equal(read_segmentation(out), read_segmentation(tmp_path / "reference.zarr"))
+    assert not [name for name in SCRATCH if (out / name).exists()]
+
+
+def test_decode_volume_resumes_a_partial_store_of_the_same_settings_only(
+    tmp_path: Path, affs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "seg.zarr"
+    decoder = _decoder()
+    _decode_and_stitch(affs, out, decoder)
+    relabel_blocks(out, range(6), SETTINGS)
+    with caplog.at_level("INFO"):
+        decode_volume(affs, out, decoder, SETTINGS)  # resumes the store left there
+    assert "resuming the decoding" in caplog.text
+    assert [f"block {b} already relabelled" in caplog.text for b in (0, 5, 6)] == [True, True, False]
+    decode_volume(affs, tmp_path / "reference.zarr", decoder, SETTINGS)
+    np.testing.assert_array_equal(read_segmentation(out), read_segmentation(tmp_path / "reference.zarr"))
+
+    other = _decoder(min_size=40)  # another decoder: a store left by the first is replaced
+    _decode_and_stitch(affs, out, decoder)
+    decode_volume(affs, out, other, SETTINGS)
+    decode_volume(affs, tmp_path / "other.zarr", other, SETTINGS)
+    np.testing.assert_array_equal(read_segmentation(out), read_segmentation(tmp_path / "other.zarr"))
+    assert not np.array_equal(read_segmentation(out), read_segmentation(tmp_path / "reference.zarr"))
