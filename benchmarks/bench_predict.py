@@ -9,6 +9,8 @@ Comparisons (each one JSON line on stdout; the last line summarises):
    runs in a fresh subprocess; time excludes interpreter start and imports, includes model
    loading, reading and writing. Peak memory is the child's ``VmHWM`` (Linux
    ``ru_maxrss`` would include the parent's pages across fork + exec; both are reported).
+   Both sides load the checkpoint with the same ``load_model`` and import torch and MONAI,
+   a shared floor of ~400 MB; the rest is what each side holds while predicting.
 2. ``tta``: blockwise prediction of a ``--tta-shape`` volume with TTA (all combinations of
    ``--tta-flip`` and, with ``--tta-transpose``, the y–x swap: k variants) against one pass;
    the cost ratio per variant should be ≤ 1.1.
