@@ -121,6 +121,8 @@ def test_every_job_ran_as_a_slurm_job_with_its_resources(slurm_run):
         "predict_block",
         "predict",
         "decode_block",
+        "decode_stitch",
+        "decode_relabel",
         "decode",
         "evaluate",
     ):
@@ -128,7 +130,7 @@ def test_every_job_ran_as_a_slurm_job_with_its_resources(slurm_run):
     # GPU requests reach sbatch for train and predict blocks, and only for them.
     for rule in ("train", "predict_block"):
         assert all("gres/gpu=1" in job["tres"] for job in by_rule[rule]), by_rule[rule]
-    for rule in ("assemble", "decode_block", "evaluate"):
+    for rule in ("assemble", "decode_block", "decode_relabel", "evaluate"):
         assert all("gres/gpu" not in job["tres"] for job in by_rule[rule]), by_rule[rule]
     # Each job's own log shows its SLURM job id.
     logs = list((workdir / "logs").rglob("*.log"))

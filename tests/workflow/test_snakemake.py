@@ -81,7 +81,17 @@ def test_full_chain_writes_every_stage_output(finished_run):
     # scratch outputs of block jobs are gone, every rule has a log
     assert not list((w / "results").rglob("*.partial"))
     assert not list((w / "results").rglob("*.jobs"))
-    for rule in ("assemble", "train", "predict_block", "predict", "decode_block", "decode", "evaluate"):
+    for rule in (
+        "assemble",
+        "train",
+        "predict_block",
+        "predict",
+        "decode_block",
+        "decode_stitch",
+        "decode_relabel",
+        "decode",
+        "evaluate",
+    ):
         assert list((w / "logs" / rule).rglob("*.log")), rule
 
 
@@ -94,8 +104,14 @@ def test_forcerun_decode_plans_only_decode_and_what_follows(finished_run):
     target = "results/evaluations/tiny/cc/tiny_test.json"
     result = snakemake(finished_run, "-n", "--cores", "2", target, "--forcerun", "decode")
     jobs = planned_jobs(result.stdout)
-    assert set(jobs) == {"decode_prepare", "decode_block", "decode", "evaluate"}
-    assert jobs["decode_block"] == 3  # 3 × 2 × 2 blocks, 4 per job
+    assert jobs == {
+        "decode_prepare": 1,
+        "decode_block": 3,  # 3 × 2 × 2 blocks, 4 per job
+        "decode_stitch": 1,
+        "decode_relabel": 3,  # grouped like decode_block
+        "decode": 1,
+        "evaluate": 1,
+    }
 
 
 def test_bad_config_fails_before_any_job_with_one_message(finished_run, tmp_path):

@@ -1,5 +1,6 @@
-# Blockwise segmentation: prepare, decode groups of blocks as separate jobs, then stitch the
-# blocks across their faces, relabel and publish the segmentation.
+# Blockwise segmentation: prepare, decode groups of blocks as separate jobs, stitch the blocks
+# across their faces (one small job: the final id of every block-local id), relabel groups of
+# blocks as separate jobs, then check every block and publish the segmentation.
 
 
 rule decode_prepare:
@@ -41,14 +42,53 @@ rule decode_block:
         "../scripts/decode_block.py"
 
 
+rule decode_stitch:
+    input:
+        partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
+        sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
+        jobs=lambda wc: expand(
+            "results/segmentations/{{model}}/{{decoder}}/{{dataset}}.zarr.jobs/{job}.done",
+            job=range(len(PLAN.decode_jobs(wc.dataset))),
+        ),
+    output:
+        temp("results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/stitch.done"),
+    log:
+        "logs/decode_stitch/{model}/{decoder}/{dataset}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        **resources("decode"),
+    script:
+        "../scripts/decode_stitch.py"
+
+
+rule decode_relabel:
+    input:
+        partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
+        stitch="results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/stitch.done",
+    output:
+        temp(
+            "results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/relabel/{job}.done"
+        ),
+    log:
+        "logs/decode_relabel/{model}/{decoder}/{dataset}/{job}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    threads: threads("decode")
+    resources:
+        **resources("decode"),
+    params:
+        blocks=lambda wc: list(PLAN.decode_jobs(wc.dataset)[int(wc.job)]),
+    script:
+        "../scripts/decode_relabel.py"
+
+
 rule decode:
     """Instance segmentation of a dataset by one decoder, stitched across blocks."""
     input:
         partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
-        affinities=prediction("{model}", "{dataset}"),
-        sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
         jobs=lambda wc: expand(
-            "results/segmentations/{{model}}/{{decoder}}/{{dataset}}.zarr.jobs/{job}.done",
+            "results/segmentations/{{model}}/{{decoder}}/{{dataset}}.zarr.jobs/relabel/{job}.done",
             job=range(len(PLAN.decode_jobs(wc.dataset))),
         ),
     output:
@@ -57,7 +97,5 @@ rule decode:
         "logs/decode/{model}/{decoder}/{dataset}.log",
     conda:
         "../../envs/cpu.yaml"
-    resources:
-        **resources("decode"),
     script:
-        "../scripts/decode_stitch.py"
+        "../scripts/decode_finish.py"
