@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -199,6 +200,9 @@ def prepare_prediction(
 
     ``checkpoint`` is one path or a list (an ensemble, averaged). Invalid TTA settings for
     the model's offsets and a misaligned block grid are rejected here, before any block.
+    A partial store left by an interrupted run with the same settings, inputs and checkpoint
+    contents is kept, so that :func:`predict_blocks` resumes from the blocks done; any other
+    is replaced (its block markers would otherwise vouch for blocks of another run).
     """
     partial = partial_path(output)
     image = open_array(volume, "image")
@@ -206,6 +210,13 @@ def prepare_prediction(
     tta = variants(settings.tta.flip, settings.tta.transpose)
     WindowPredictor([torch.nn.Identity()], model.offsets, tta, settings.tta.combine)  # validates offsets
     checkpoints = checkpoint_list(checkpoint)
+    record = provenance("predict", {"model": model, "predict": settings}, [volume, *checkpoints])
+    recorded_checkpoints = [{"path": str(p.resolve()), "sha256": _sha256(p)} for p in checkpoints]
+    if partial.exists():
+        if _same_run(partial, record, recorded_checkpoints):
+            log.info("%s: resuming the prediction left there", partial)
+            return partial
+        shutil.rmtree(partial)
     shape = (len(model.offsets), *image.shape)
     chunks = (len(model.offsets), *settings.chunk_shape)
     vs = voxel_size(volume, "image")
@@ -218,8 +229,8 @@ def prepare_prediction(
     set_store_attrs(
         partial,
         {
-            "provenance": provenance("predict", {"model": model, "predict": settings}, [volume, *checkpoints]),
-            "checkpoints": [{"path": str(p.resolve()), "sha256": _sha256(p)} for p in checkpoints],
+            "provenance": record,
+            "checkpoints": recorded_checkpoints,
             "config_hash": config_hash(model, settings),
             "tta": {"variants": [v.name for v in tta], **dataclasses.asdict(settings.tta)},
             "window_shape": list(window_shape(model, settings)),
@@ -227,6 +238,21 @@ def prepare_prediction(
     )
     (partial / "blocks").mkdir(exist_ok=True)
     return partial
+
+
+def _same_run(partial: Path, record: dict[str, Any], checkpoints: list[dict[str, str]]) -> bool:
+    """Whether ``partial`` was prepared with ``record``'s settings and inputs and these checkpoints."""
+    try:
+        attrs = store_attrs(partial)
+        open_array(partial, AFFINITIES)
+    except Exception:  # not a (complete) store: start afresh
+        return False
+    previous = attrs.get("provenance", {})
+    return bool(
+        previous.get("settings") == record["settings"]
+        and previous.get("inputs") == record["inputs"]
+        and attrs.get("checkpoints") == checkpoints
+    )
 
 
 class _RowWriter:

@@ -122,6 +122,24 @@ def test_resume_runs_only_missing_blocks(case: dict[str, Path]) -> None:
     assert not partial_path(out).exists()
 
 
+def test_preparing_again_resumes_the_same_run_and_replaces_another(case: dict[str, Path]) -> None:
+    model, predict = settings(MODEL, {**PREDICT, "dtype": "uint8"})
+    out = case["root"] / "reprepare.zarr"
+    partial = prepare_prediction(case["volume"], case["ckpt"], out, model, predict)
+    assert predict_blocks(case["volume"], case["ckpt"], out, [0, 1], model, predict) == [0, 1]
+    done = open_array(partial, AFFINITIES)[...]
+
+    prepare_prediction(case["volume"], case["ckpt"], out, model, predict)  # same run: kept
+    assert (partial / "blocks" / "0.done").exists()
+    np.testing.assert_array_equal(open_array(partial, AFFINITIES)[...], done)
+    assert predict_blocks(case["volume"], case["ckpt"], out, [0, 1, 2], model, predict) == [2]
+
+    _, other = settings(MODEL, {**PREDICT, "dtype": "uint8", "overlap": 0.25})
+    prepare_prediction(case["volume"], case["ckpt"], out, model, other)  # other settings: afresh
+    assert not list((partial / "blocks").iterdir())
+    assert not open_array(partial, AFFINITIES)[...].any()
+
+
 def test_misaligned_grid_is_rejected(case: dict[str, Path]) -> None:
     model, predict = settings(MODEL, {**PREDICT, "block_shape": [16, 32, 40]})
     with pytest.raises(ValueError, match="not a multiple of chunk shape"):
