@@ -29,8 +29,7 @@ from torch import nn
 
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.inference.tta import Combine, Combiner, Variant, inverse_plan, invert
-from pipeline_lib.models import create_model
-from pipeline_lib.targets import target_channels
+from pipeline_lib.models import create_network
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +67,13 @@ class TrainedNetwork(nn.Module):
         super().__init__()
         self.hparams = hparams
         self.offsets = [tuple(int(v) for v in o) for o in hparams["offsets"]]
-        channels = sum(target_channels(t["type"], self.offsets) for t in hparams["targets"])
-        params = dict(hparams["architecture_params"])
-        ds = bool(hparams["deep_supervision"]["enabled"])
-        self.net = create_model(hparams["architecture"], 1, channels, params, ds)
+        self.net = create_network(
+            hparams["architecture"],
+            hparams["architecture_params"],
+            self.offsets,
+            hparams["targets"],
+            bool(hparams["deep_supervision"]["enabled"]),
+        )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         out = self.net(image)
@@ -161,10 +163,11 @@ class WindowPredictor:
         self.dtype = dtype
         self.mc_samples = mc_samples
         if mc_samples > 0:
-            for model in self.models:
+            for i, model in enumerate(self.models):
                 if enable_mc_dropout(model) == 0:
+                    which = f"ensemble member {i + 1} of {len(self.models)}" if len(self.models) > 1 else "the model"
                     raise ConfigError(
-                        "config key 'predict.mc_dropout_samples': the model has no dropout layers "
+                        f"config key 'predict.mc_dropout_samples': {which} has no dropout layers "
                         "(set architecture_params.dropout > 0 when training, or set it to 0)"
                     )
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
 from pipeline_lib.errors import ConfigError
+from pipeline_lib.targets import target_channels
 
 Factory = Callable[..., nn.Module]
 _REGISTRY: dict[str, Factory] = {}
@@ -61,3 +62,21 @@ def create_model(
         return _REGISTRY[name](in_channels=in_channels, out_channels=out_channels, **params, **extra)
     except TypeError as e:
         raise ConfigError(f"architecture '{name}': bad architecture_params {params}: {e}") from None
+
+
+def create_network(
+    architecture: str,
+    architecture_params: dict[str, Any],
+    offsets: Sequence[Sequence[int]],
+    targets: Sequence[Mapping[str, Any]],
+    deep_supervision: bool,
+) -> nn.Module:
+    """The network of a model entry: one input channel, one output channel per target channel
+    (every affinity offset for ``affinity``, one for other targets), in target order.
+
+    Training (:class:`~pipeline_lib.training.module.AffinityModule`) and inference
+    (:func:`~pipeline_lib.inference.predictor.load_model`) both build it here, so a
+    checkpoint's weights always fit.
+    """
+    channels = sum(target_channels(t["type"], offsets) for t in targets)
+    return create_model(architecture, 1, channels, dict(architecture_params), deep_supervision)

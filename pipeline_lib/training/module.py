@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from pipeline_lib.models import create_model
+from pipeline_lib.models import create_network
 from pipeline_lib.targets import target_channels
 from pipeline_lib.training.losses import LossTerm, TargetHead, deep_supervision_loss, multitask_loss
 
@@ -102,7 +102,7 @@ class AffinityModule(L.LightningModule):
         self.ds_enabled = bool(deep_supervision["enabled"])
         self.ds_weights = [float(w) for w in deep_supervision["weights"]]
         self.ds_clamp = float(deep_supervision["logit_clamp"])
-        self.net = create_model(architecture, 1, self.heads[-1].stop, dict(architecture_params), self.ds_enabled)
+        self.net = create_network(architecture, architecture_params, self.offsets, targets, self.ds_enabled)
         self.last_terms: dict[str, float] = {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

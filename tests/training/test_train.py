@@ -131,6 +131,12 @@ def test_multitask_with_deep_supervision_trains_and_predicts_affinities_first(st
     module = AffinityModule.load_from_checkpoint(str(best), map_location="cpu").eval()
     out = module(torch.zeros(1, 1, 8, 16, 16))
     assert out.shape == (1, 3 + 2, 8, 16, 16)
+    # Inference loads the same Trainer checkpoint without Lightning, to the same logits.
+    from pipeline_lib.inference.predictor import load_model
+
+    image = torch.rand(1, 1, 8, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(load_model(best)(image), module(image), rtol=0, atol=0)
     assert module.channel_names[:3] == ["affinity[-1, 0, 0]", "affinity[0, -1, 0]", "affinity[0, 0, -1]"]
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert {"train/boundary/balanced_bce", "train/scale1", "val/distance/mse"} <= set(metrics.columns)
