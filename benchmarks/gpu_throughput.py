@@ -105,21 +105,31 @@ def inference_throughput(
     compile: bool,
 ) -> dict[str, Any]:
     from pipeline_lib.inference.predictor import WindowPredictor, autocast_dtype
-    from pipeline_lib.inference.sliding import count_windows, sliding_window_predict
+    from pipeline_lib.inference.sliding import blend_region, count_windows
     from pipeline_lib.training.train import build_module
 
     torch.manual_seed(0)
     module = build_module(model).to(device).eval()
     net: torch.nn.Module = torch.compile(module) if compile else module  # type: ignore[assignment]
     predictor = WindowPredictor([net], model.offsets, dtype=autocast_dtype(precision, model.precision, device))  # type: ignore[arg-type]
-    image = torch.rand(volume, device=device)
+    image = np.random.default_rng(0).integers(0, 256, size=volume, dtype=np.uint8)
     window = model.patch_shape
+    region = tuple(slice(0, n) for n in volume)
 
-    def run() -> None:
-        with torch.inference_mode():
-            sliding_window_predict(
-                image, predictor, window, predict.overlap, predict.batch_size, predict.blend, device=device
-            )
+    def run() -> None:  # what a block job runs: uint8 windows normalised on the host, blended in z-slabs
+        slabs = blend_region(
+            image,
+            region,
+            predictor,
+            window,
+            predict.overlap,
+            predict.batch_size,
+            predict.blend,
+            device=device,
+            transform=lambda a: a.astype(np.float32) / np.float32(255.0),
+        )
+        for _ in slabs:
+            pass
 
     run()  # warm-up (cuDNN autotuning, compilation)
     synchronize(device)

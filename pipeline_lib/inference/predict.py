@@ -11,7 +11,9 @@ Three steps, each one Snakemake job (or several, for blocks):
    z-slabs restricted to the block (:func:`~.sliding.blend_region`), encoded and written to
    the block's own chunks (blocks are chunk-aligned, so concurrent writers never collide);
    a marker per block, written last, records that it is done. Memory per block: the stored
-   context, the encoded block and one window-high slab of float32 accumulators;
+   context, one chunk row of the encoded block and one window-high slab of float32
+   accumulators (plus a float32 copy of the context when an axis of the volume is shorter
+   than the window and it is padded);
 3. :func:`finish_prediction` checks that every block is done and renames the store to its
    final name, which is what marks the prediction complete.
 
@@ -41,7 +43,8 @@ import numpy as np
 import torch
 
 from pipeline_lib.config import ModelSettings, PredictSettings
-from pipeline_lib.geometry import BlockGrid, Box
+from pipeline_lib.errors import UserError
+from pipeline_lib.geometry import BlockGrid, Box, reflect_padding_problem
 from pipeline_lib.inference.predictor import (
     Checkpoints,
     WindowPredictor,
@@ -51,7 +54,7 @@ from pipeline_lib.inference.predictor import (
     load_models,
     resolve_device,
 )
-from pipeline_lib.inference.sliding import blend_region, count_windows, sliding_window_predict, window_context
+from pipeline_lib.inference.sliding import blend_region, count_windows, window_context
 from pipeline_lib.inference.tta import variants
 from pipeline_lib.io.volumes import (
     AFFINITIES,
@@ -127,10 +130,14 @@ def _predict_image(
     device: torch.device,
     desc: str = "",
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Affinities and (with MC dropout) their variance, ``(C, z, y, x)`` float32."""
+    """Affinities and (with MC dropout) their variance, ``(C, z, y, x)`` float32, of a whole
+    in-memory image, blended exactly as block jobs blend (:func:`~.sliding.blend_region`)."""
+    region = tuple(slice(0, n) for n in image.shape)
+    arrays: list[np.ndarray] = []
     with torch.inference_mode():
-        outputs = sliding_window_predict(
-            normalize_image(image),
+        slabs = blend_region(
+            image,
+            region,
             predictor,
             window,
             settings.overlap,
@@ -138,9 +145,14 @@ def _predict_image(
             settings.blend,
             settings.padding_mode,
             device,
-            desc,
+            transform=normalize_image,
+            desc=desc,
         )
-    arrays = [o.numpy() for o in outputs]
+        for z0, outputs in slabs:
+            if not arrays:
+                arrays = [np.empty((o.shape[0], *image.shape), dtype=np.float32) for o in outputs]
+            for array, output in zip(arrays, outputs, strict=True):
+                array[:, z0 : z0 + output.shape[1]] = output.numpy()
     return arrays[0], (arrays[1] if len(arrays) > 1 else None)
 
 
@@ -207,6 +219,9 @@ def prepare_prediction(
     partial = partial_path(output)
     image = open_array(volume, "image")
     prediction_grid(image.shape, settings)
+    problem = reflect_padding_problem(image.shape, window_shape(model, settings))
+    if settings.padding_mode == "reflect" and problem:
+        raise UserError(f"{volume}: {problem}; set predict.padding_mode to 'replicate' or 'constant'")
     tta = variants(settings.tta.flip, settings.tta.transpose)
     WindowPredictor([torch.nn.Identity()], model.offsets, tta, settings.tta.combine)  # validates offsets
     checkpoints = checkpoint_list(checkpoint)
@@ -296,8 +311,8 @@ def _predict_block(
 
     The context is read once in its stored dtype and windows are normalised as they run; the
     final z-slabs of the block (see :func:`~.sliding.blend_region`) are encoded and written
-    one chunk row at a time. No float32 copy of the context or of the block is ever held.
-    """
+    one chunk row at a time. No float32 copy of the block is held, nor of the context unless
+    the volume is thinner than the window along some axis (then MONAI-style padding needs one)."""
     rows = settings.chunk_shape[0]
     affinities = _RowWriter(target, block, rows, settings.dtype)
     variance = _RowWriter(uncertainty, block, rows, np.float16) if uncertainty is not None else None
