@@ -168,3 +168,15 @@ def iterate_boxes(shape: Sequence[int], block_shape: Sequence[int]) -> Iterator[
 
 
 __all__ = ["Box", "BlockGrid", "split_jobs", "iterate_boxes"]
+
+
+def reflect_padding_problem(shape: Sequence[int], window: Sequence[int]) -> str | None:
+    """Why a volume of ``shape`` cannot be reflect-padded to ``window``, or None if it can.
+
+    A volume shorter than the window along an axis is padded by ``(w - n) // 2`` before and
+    the rest after (MONAI's split); reflection cannot pad by ``n`` voxels or more.
+    """
+    for axis, (n, w) in zip("zyx", zip(shape, window, strict=True), strict=True):
+        if n < w and w - n - (w - n) // 2 >= n:
+            return f"axis {axis} has {n} voxels, too few to reflect-pad to the window's {w}"
+    return None

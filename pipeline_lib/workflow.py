@@ -21,7 +21,8 @@ from typing import Any
 from pipeline_lib.config import Settings, load_config, read_yaml
 from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.data.assemble import dataset_shape
-from pipeline_lib.geometry import BlockGrid, split_jobs
+from pipeline_lib.errors import ConfigError
+from pipeline_lib.geometry import BlockGrid, reflect_padding_problem, split_jobs
 from pipeline_lib.io.sources import source_files
 
 
@@ -34,7 +35,24 @@ class Plan:
     def from_config(cls, config: Mapping[str, Any]) -> Plan:
         """Validate ``config`` and all it refers to; raises :class:`~pipeline_lib.errors.UserError`."""
         settings = load_config(config)
-        return cls(settings, validate_with_defaults(config, "config", "config"))
+        plan = cls(settings, validate_with_defaults(config, "config", "config"))
+        plan._check_windows()
+        return plan
+
+    def _check_windows(self) -> None:
+        """Every predicted dataset can be padded to every predictor's window (reflect mode)."""
+        predict = self.settings.predict
+        if predict.padding_mode != "reflect":
+            return
+        for dataset in {*self.datasets_with_role("val"), *self.datasets_with_role("test")}:
+            for model in self.settings.models.values():
+                window = predict.window_shape or model.patch_shape
+                problem = reflect_padding_problem(self._shapes[dataset], window)
+                if problem:
+                    raise ConfigError(
+                        f"config key 'predict.padding_mode': dataset '{dataset}' (shape {list(self._shapes[dataset])}) "
+                        f"and window {list(window)}: {problem}; use padding_mode 'replicate' or 'constant'"
+                    )
 
     def datasets_with_role(self, role: str) -> list[str]:
         return self.settings.datasets_with_role(role)
@@ -72,7 +90,10 @@ class Plan:
         return [f"results/models/{model}/best.ckpt" for model in self.settings.members(predictor)]
 
     def predictor_config(self, predictor: str) -> dict[str, Any]:
-        """The config entries of a predictor's models (for Snakemake's params-change detection)."""
+        """A model's config entry, or an ensemble's members' entries by name (for Snakemake's
+        params-change detection)."""
+        if predictor in self.settings.models:
+            return dict(self.config["models"][predictor])
         return {model: self.config["models"][model] for model in self.settings.members(predictor)}
 
     def sweep_inputs(self, model: str, decoder: str) -> list[str]:

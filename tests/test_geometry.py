@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline_lib.geometry import BlockGrid, Box, split_jobs
+from pipeline_lib.geometry import BlockGrid, Box, reflect_padding_problem, split_jobs
 
 
 def test_box_arithmetic():
@@ -51,3 +51,19 @@ def test_split_jobs():
     assert [list(r) for r in split_jobs(5, 2)] == [[0, 1], [2, 3], [4]]
     with pytest.raises(ValueError):
         split_jobs(5, 0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "fits"),
+    [
+        ((16, 64, 64), (16, 64, 64), True),  # no padding
+        ((9, 64, 64), (16, 64, 64), True),  # pads 3 before, 4 after: < 9
+        ((5, 64, 64), (16, 64, 64), False),  # pads 5 before, 6 after: not < 5
+        ((16, 64, 21), (16, 64, 64), False),  # x: pads 21 before, 22 after
+    ],
+)
+def test_reflect_padding_problem(shape, window, fits):
+    problem = reflect_padding_problem(shape, window)
+    assert (problem is None) == fits
+    if not fits:
+        assert "too few to reflect-pad" in problem

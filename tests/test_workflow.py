@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from pipeline_lib.errors import ConfigError
 from pipeline_lib.workflow import Plan
 
 
@@ -23,3 +26,13 @@ def test_every_predictor_is_swept_and_evaluated_with_every_decoder(tiny_run):
     assert plan.checkpoints("both") == ["results/models/tiny/best.ckpt", "results/models/tiny2/best.ckpt"]
     assert plan.checkpoints("tiny") == ["results/models/tiny/best.ckpt"]
     assert set(plan.predictor_config("both")) == {"tiny", "tiny2"}
+    assert plan.predictor_config("tiny") == plan.config["models"]["tiny"]
+
+
+def test_a_volume_too_thin_to_reflect_pad_is_a_config_error(tiny_run):
+    _, config = tiny_run
+    config["models"]["tiny"]["patch_shape"] = [56, 32, 32]  # tiny_test has 24 slices, tiny_val 16
+    with pytest.raises(ConfigError, match=r"predict.padding_mode.*axis z has 16 voxels"):
+        Plan.from_config(config)
+    config["predict"]["padding_mode"] = "replicate"
+    Plan.from_config(config)
