@@ -204,8 +204,10 @@ def test_mc_dropout_writes_uncertainty(case: dict[str, Path]) -> None:
     assert variance.shape == (5, 16, 32, 48) and variance.min() >= 0 and variance.mean() > 0
 
     no_dropout, _ = settings(MODEL)
-    with pytest.raises(ConfigError, match="no dropout"):
+    with pytest.raises(ConfigError, match="the model has no dropout"):
         make_predictor(case["ckpt"], no_dropout, predict, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="ensemble member 2 of 2 has no dropout"):
+        make_predictor([ckpt, case["ckpt"]], no_dropout, predict, torch.device("cpu"))
 
 
 def test_precision(case: dict[str, Path]) -> None:

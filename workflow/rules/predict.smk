@@ -15,7 +15,7 @@ rule predict_prepare:
     conda:
         "../../envs/gpu.yaml"
     params:
-        models=lambda wc: PLAN.predictor_config(wc.model),
+        model=lambda wc: PLAN.predictor_config(wc.model),
         predict=PLAN.config["predict"],
     script:
         "../scripts/predict_prepare.py"
