@@ -7,8 +7,8 @@ Steps (each a Snakemake job or a group of block jobs, like prediction):
 2. :func:`decode_blocks` decodes blocks independently and, per block ``i``, writes
 
    - ``<partial>/block_labels/<i>.npy``: the block's own region with block-local ids
-     ``1..n`` (0 background), uint16 when ``n < 2**16`` else uint32, uncompressed so that
-     the stitch can memory-map faces of it;
+     ``1..n`` (0 background; uint16 or uint32), uncompressed so that the stitch can
+     memory-map faces of it (scratch of 2–4 bytes per voxel while decoding runs);
    - ``<partial>/blocks/<i>.npz`` (written last: it marks the block done): ``counts``, the
      voxel count of each local id, plus what the stitch needs across faces (below);
 
@@ -94,16 +94,20 @@ def prepare_decoding(
 ) -> Path:
     """Create the empty ``<output>.partial`` store for the block jobs to fill.
 
-    A partial store left by an interrupted run with the same settings and inputs is kept, so
-    that the steps after this one resume from what is done; any other is replaced.
+    A partial store left by an interrupted run with the same settings and the same
+    affinities (path and the provenance recorded in them, so a re-prediction at the same
+    path counts as new input) is kept, so that the steps after this one resume from what is
+    done; any other is replaced.
     """
     partial = partial_path(output)
     shape = open_array(affinities_store, AFFINITIES).shape[1:]
     decode_grid(shape, settings)  # rejects a misaligned block shape before any block runs
     record = provenance("decode", {"decoder": decoder, "decode": settings}, [affinities_store])
+    source = store_attrs(affinities_store).get("provenance")
     if partial.exists():
-        if _same_run(partial, record):
+        if _same_run(partial, record, source):
             log.info("%s: resuming the decoding left there", partial)
+            _make_folders(partial)
             return partial
         shutil.rmtree(partial)
     create_array(
@@ -115,20 +119,30 @@ def prepare_decoding(
         voxel_size(affinities_store, AFFINITIES),
         compressors=SEGMENTATION_COMPRESSION,
     )
-    set_store_attrs(partial, {"provenance": record})
-    for folder in (RECORDS, LABELS, RELABELLED):
-        (partial / folder).mkdir(exist_ok=True)
+    set_store_attrs(partial, {"provenance": record, "affinities_provenance": source})
+    _make_folders(partial)
     return partial
 
 
-def _same_run(partial: Path, record: dict[str, Any]) -> bool:
-    """Whether ``partial`` was prepared with ``record``'s settings and inputs."""
+def _make_folders(partial: Path) -> None:
+    for folder in (RECORDS, LABELS, RELABELLED):
+        (partial / folder).mkdir(exist_ok=True)
+
+
+def _same_run(partial: Path, record: dict[str, Any], source: Any) -> bool:
+    """Whether ``partial`` was prepared with ``record``'s settings and inputs, from affinities
+    with provenance ``source``."""
     try:
-        previous = store_attrs(partial).get("provenance", {})
+        attrs = store_attrs(partial)
         open_array(partial, SEGMENTATION)
     except Exception:  # not a (complete) store: start afresh
         return False
-    return bool(previous.get("settings") == record["settings"] and previous.get("inputs") == record["inputs"])
+    previous = attrs.get("provenance", {})
+    return bool(
+        previous.get("settings") == record["settings"]
+        and previous.get("inputs") == record["inputs"]
+        and attrs.get("affinities_provenance") == source
+    )
 
 
 def _compact(decoded: NDArray[np.integer], core: tuple[slice, ...]) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:
@@ -210,11 +224,15 @@ def decode_blocks(
         log.info("decoded block %d %s: %d objects", block_id, grid.block(block_id), len(counts))
 
 
+def _n_blocks(affinities_store: str | Path, settings: DecodeSettings) -> int:
+    return len(decode_grid(open_array(affinities_store, AFFINITIES).shape[1:], settings))
+
+
 def stitch_and_relabel(
     affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
 ) -> None:
     """Stitch, relabel every block and publish, in one process (steps 3–5)."""
-    n_blocks = len(decode_grid(open_array(affinities_store, AFFINITIES).shape[1:], settings))
+    n_blocks = _n_blocks(affinities_store, settings)
     stitch_blocks(output, decoder, settings)
     relabel_blocks(output, range(n_blocks), settings)
     finish_decoding(output, settings)
@@ -225,8 +243,7 @@ def decode_volume(
 ) -> None:
     """All steps in one process (for tests and small volumes)."""
     prepare_decoding(affinities_store, output, decoder, settings)
-    n_blocks = len(decode_grid(open_array(affinities_store, AFFINITIES).shape[1:], settings))
-    decode_blocks(affinities_store, output, range(n_blocks), decoder, settings)
+    decode_blocks(affinities_store, output, range(_n_blocks(affinities_store, settings)), decoder, settings)
     stitch_and_relabel(affinities_store, output, decoder, settings)
 
 

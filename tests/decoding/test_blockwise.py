@@ -22,12 +22,14 @@ of whole-volume decoding's distance to the ground truth.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from decoding_helpers import LONG_OFFSETS, decode_settings, read_segmentation, write_affinities
+from decoding_helpers import LONG_OFFSETS, NN_OFFSETS, decode_settings, read_segmentation, write_affinities
 
 from pipeline_lib.data.synthetic import generate
-from pipeline_lib.decoding import decode_volume
+from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
 from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.decoding.registry import decode_array, decoder_settings
 from pipeline_lib.decoding.stitching import agreeing_pairs, halo_slabs
@@ -91,3 +93,24 @@ def test_halo_slabs_lie_beside_the_block_faces() -> None:
         "hi1": Box((0, 10, 0), (10, 13, 10)),
         "hi2": Box((0, 0, 10), (10, 10, 13)),
     }
+
+
+def test_a_partial_store_from_other_affinities_at_the_same_path_is_replaced(tmp_path: Path) -> None:
+    from pipeline_lib.io.volumes import set_store_attrs
+
+    rng = np.random.default_rng(3)
+    first = np.where(rng.random((3, 16, 16, 16)) < 0.5, 0.9, 0.1).astype(np.float32)
+    affs = write_affinities(tmp_path / "affs.zarr", first, NN_OFFSETS, (8, 8, 8), "uint8")
+    set_store_attrs(affs, {"provenance": {"created": "first prediction"}})
+    decoder = decoder_settings({"method": "connected_components"})
+    settings = decode_settings((8, 8, 8))
+    out = tmp_path / "seg.zarr"
+    prepare_decoding(affs, out, decoder, settings)
+    decode_blocks(affs, out, range(8), decoder, settings)  # interrupted after decoding
+
+    # The affinities are predicted again, at the same path: the blocks decoded from the old
+    # ones must not be reused.
+    write_affinities(affs, np.full_like(first, 0.9), NN_OFFSETS, (8, 8, 8), "uint8")
+    set_store_attrs(affs, {"provenance": {"created": "second prediction"}})
+    decode_volume(affs, out, decoder, settings)
+    assert np.unique(read_segmentation(out)).tolist() == [1]  # one object filling the volume
