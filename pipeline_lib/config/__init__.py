@@ -173,6 +173,20 @@ def _check_block_shapes(data: Mapping[str, Any]) -> None:
             )
 
 
+NEAREST_NEIGHBOUR_OFFSETS = ([-1, 0, 0], [0, -1, 0], [0, 0, -1])
+
+
+def _check_offsets(data: Mapping[str, Any]) -> None:
+    """Every decoder reads the nearest-neighbour affinities, so every model must predict them."""
+    for name, model in data["models"].items():
+        missing = [o for o in NEAREST_NEIGHBOUR_OFFSETS if list(o) not in [list(v) for v in model["offsets"]]]
+        if missing:
+            raise ConfigError(
+                f"config key 'models.{name}.offsets': must include the nearest-neighbour offsets "
+                f"{list(NEAREST_NEIGHBOUR_OFFSETS)} (every decoder reads them); missing {missing}"
+            )
+
+
 def _check_ensembles(data: Mapping[str, Any]) -> None:
     """Ensemble members are declared models with the same offsets and patch shape; names are unique."""
     models = data["models"]
@@ -201,6 +215,7 @@ def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings
     """
     data = validate_with_defaults(config, "config", "config")
     _check_block_shapes(data)
+    _check_offsets(data)
     _check_ensembles(data)
     declared = load_datasets(data["datasets_file"])
     _check_datasets(data["datasets"], declared, data["datasets_file"])

@@ -66,6 +66,10 @@ def test_an_ensemble_predicts_with_its_members_checkpoints(tiny_run):
         (lambda c: _add_ensemble(c, "e", patch_shape=[8, 32, 32]), "members must share 'patch_shape'"),
         (lambda c: _add_ensemble(c, "e", offsets=[[0, 0, -1], [0, -1, 0], [-1, 0, 0]]), "members must share 'offsets'"),
         (lambda c: _add_ensemble(c, "tiny2"), "'tiny2' is also a model name"),
+        (
+            lambda c: c["models"]["tiny"].update(offsets=[[-1, 0, 0], [0, -1, 0], [0, 0, -2]]),
+            "models.tiny.offsets': must include the nearest-neighbour offsets",
+        ),
     ],
 )
 def test_user_mistakes_name_the_key(tiny_run, edit, message):
