@@ -39,10 +39,11 @@ from pipeline_lib.config import DecodeSettings
 from pipeline_lib.data.synthetic import generate
 from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
 from pipeline_lib.decoding.affinity_io import AFFINITIES, as_float
+from pipeline_lib.decoding.blockwise import decode_grid
 from pipeline_lib.decoding.connected_components import affinity_graph
 from pipeline_lib.decoding.registry import decoder_settings
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
-from pipeline_lib.geometry import BlockGrid, split_jobs
+from pipeline_lib.geometry import split_jobs
 from pipeline_lib.io.volumes import create_array, open_array
 
 OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
@@ -115,7 +116,7 @@ def parallel_pipeline_seconds(store: Path, out: Path, entry: dict, workers: int)
     start = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:  # workers start inside the timed region
         prepare_decoding(store, out, decoder, DECODE)
-        n_blocks = len(BlockGrid(open_array(store, AFFINITIES).shape[1:], DECODE.block_shape))
+        n_blocks = len(decode_grid(open_array(store, AFFINITIES).shape[1:], DECODE))
         groups = split_jobs(n_blocks, DECODE.blocks_per_job)
         for job in [pool.submit(_decode_job, store, out, blocks, entry) for blocks in groups]:
             job.result()
