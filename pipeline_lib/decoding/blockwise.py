@@ -71,7 +71,7 @@ from pipeline_lib.decoding.connected_components import edges_above, label_block,
 from pipeline_lib.decoding.partial_store import LABELS, RECORDS, RELABELLED, block_record, decode_grid, labels_path
 from pipeline_lib.decoding.registry import get_decoder
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
-from pipeline_lib.decoding.stitching import halo_slabs
+from pipeline_lib.decoding.stitching import halo_slabs, small_object_record
 from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.io.volumes import (
     SEGMENTATION,
@@ -215,6 +215,8 @@ def decode_blocks(
             in_context, counts = _compact(decoded, block.relative_to(context))
             labels = in_context[block.relative_to(context)]
             extras = {name: in_context[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}
+        if decoder.small_objects == "merge" and decoder.min_size > 1:  # contacts and first voxels for the stitch
+            extras.update(small_object_record(labels, grid, block_id, len(counts)))
         tmp_labels = labels_path(partial, block_id).with_suffix(".tmp.npy")
         np.save(tmp_labels, np.ascontiguousarray(labels))
         tmp_labels.replace(labels_path(partial, block_id))

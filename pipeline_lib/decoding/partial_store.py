@@ -2,8 +2,10 @@
 
 - ``block_labels/<i>.npy``: block ``i``'s own region with block-local ids (written by the
   decode block jobs, see :mod:`~pipeline_lib.decoding.blockwise`);
-- ``blocks/<i>.npz``: block ``i``'s record (voxel counts and face data), written last by
-  its decode job: it marks the block decoded;
+- ``blocks/<i>.npz``: block ``i``'s record (voxel counts and face data, and with
+  ``small_objects: merge`` each local id's first voxel and the contacts inside the block,
+  see :mod:`~pipeline_lib.decoding.stitching`), written last by its decode job: it marks
+  the block decoded;
 - ``stitch/``: the stitch table, published by renaming a finished ``stitch.tmp`` folder:
   ``final.npy`` (uint64, the final id of every block-local id, block after block),
   ``starts.npy`` (int64, where each block's ids begin in ``final``; block ``i``'s local id

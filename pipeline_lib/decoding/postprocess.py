@@ -4,11 +4,19 @@ Contracts:
 
 - :func:`remove_small_objects` treats label 0 as background and never creates labels.
   With ``mode="background"`` objects below ``min_size`` voxels become 0. With
-  ``mode="merge"`` each of them joins the object of at least ``min_size`` voxels it shares
-  most faces with (6-connectivity contacts; ties go to the smaller id) and becomes 0 when it
-  touches none. Small objects are not chained through other small objects, so the result
-  is one deterministic pass that the blockwise path reproduces exactly from global sizes
-  and contact counts (:func:`small_object_mapping`).
+  ``mode="merge"`` each of them joins the *large* object (at least ``min_size`` voxels) it
+  shares most faces with: contacts are counted with 6-connectivity, each face-adjacent pair
+  of voxels with different non-zero labels once (:func:`contacts`). Ties in contact count go
+  to the neighbour whose first voxel in C order of the whole volume comes first (the
+  smallest linear index of its voxels), a key that does not depend on how ids are numbered:
+  whole-volume decoding numbers objects as its decoder does, blockwise decoding by block,
+  and both pick the same neighbour. A small object that touches no large object becomes 0.
+  Small objects are not chained: small neighbours are ignored, even one sharing more faces
+  than any large neighbour, and a small object touching only small ones becomes 0 (it does
+  not follow them into a large object). So the result is one deterministic pass over global
+  sizes, contact counts and first voxels (:func:`small_object_mapping`), which the blockwise
+  path (:mod:`~pipeline_lib.decoding.relabel`) computes from its block records and
+  reproduces exactly.
 - :func:`relabel_consecutive` maps the labels to ``1..n`` (0 stays 0).
 """
 
@@ -35,7 +43,12 @@ def count_pairs(pairs: NDArray[np.uint64]) -> tuple[NDArray[np.uint64], NDArray[
     """Distinct rows of ``pairs`` (n, 2) and how often each occurs."""
     if len(pairs) == 0:
         return np.zeros((0, 2), dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    unique, counts = np.unique(pairs, axis=0, return_counts=True)
+    pairs = pairs.astype(np.uint64, copy=False)
+    if int(pairs.max()) < 2**32:  # one 64-bit key per row: much faster than unique rows
+        keys, counts = np.unique((pairs[:, 0] << np.uint64(32)) | pairs[:, 1], return_counts=True)
+        unique = np.stack([keys >> np.uint64(32), keys & np.uint64(0xFFFFFFFF)], axis=1)
+    else:
+        unique, counts = np.unique(pairs, axis=0, return_counts=True)
     return unique.astype(np.uint64), counts.astype(np.int64)
 
 
@@ -62,16 +75,20 @@ def small_object_mapping(
     counts: NDArray[np.int64],
     min_size: int,
     mode: SmallObjects,
+    first_voxels: NDArray[np.int64] | None = None,
 ) -> dict[int, int]:
     """Where each object below ``min_size`` goes (see the module contract); others are absent.
 
     ``pairs``/``counts`` are contact pairs with their face counts (any row order, each pair
-    at most once).
+    at most once); ``first_voxels[k]`` is the smallest linear index (C order, whole volume)
+    of the voxels of ``ids[k]``, the tie-break key, needed for ``mode="merge"``.
     """
     small = ids[sizes < min_size]
     mapping = {int(i): 0 for i in small}
     if mode == "background" or len(small) == 0 or len(pairs) == 0:
         return mapping
+    if first_voxels is None:
+        raise ValueError("merging small objects needs each object's first voxel (the tie-break key)")
     large = ids[sizes >= min_size]
     a, b = pairs[:, 0], pairs[:, 1]
     a_small, b_small = np.isin(a, small), np.isin(b, small)
@@ -79,7 +96,9 @@ def small_object_mapping(
     src = np.concatenate([a[a_small & b_large], b[b_small & a_large]])
     dst = np.concatenate([b[a_small & b_large], a[b_small & a_large]])
     weight = np.concatenate([counts[a_small & b_large], counts[b_small & a_large]])
-    order = np.lexsort((dst, -weight, src))  # per source: most contacts first, then smaller id
+    by_id = np.argsort(ids)
+    dst_key = np.asarray(first_voxels)[by_id[np.searchsorted(ids[by_id], dst)]]
+    order = np.lexsort((dst_key, -weight, src))  # per source: most contacts first, then first voxel
     src, dst = src[order], dst[order]
     first = np.ones(len(src), dtype=bool)
     first[1:] = src[1:] != src[:-1]
@@ -93,14 +112,15 @@ def remove_small_objects(
     """``labels`` with objects below ``min_size`` voxels removed or merged (see module contract)."""
     if min_size <= 1:
         return labels
-    ids, sizes = fastremap.unique(labels, return_counts=True)
+    # fastremap's first indices follow the memory order: C order needs a C-contiguous array (decoders may return F)
+    ids, first_voxels, sizes = fastremap.unique(np.ascontiguousarray(labels), return_index=True, return_counts=True)
     keep = ids != 0
-    ids, sizes = ids[keep].astype(np.uint64), sizes[keep].astype(np.int64)
-    if mode == "merge":
+    ids, sizes, first_voxels = ids[keep].astype(np.uint64), sizes[keep].astype(np.int64), first_voxels[keep]
+    if mode == "merge" and (sizes < min_size).any():
         pairs, counts = contacts(labels)
     else:
         pairs, counts = np.zeros((0, 2), dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    mapping = small_object_mapping(ids, sizes, pairs, counts, min_size, mode)
+    mapping = small_object_mapping(ids, sizes, pairs, counts, min_size, mode, first_voxels.astype(np.int64))
     if not mapping:
         return labels
     return fastremap.remap(labels, mapping, preserve_missing_labels=True, in_place=False)

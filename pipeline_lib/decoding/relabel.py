@@ -1,9 +1,11 @@
 """The last three steps of blockwise decoding: stitch, relabel block jobs, finish.
 
-- :func:`stitch_blocks` (one job) reads the block records (and, for overlap stitching or
-  small-object merging, faces of the block labels), joins objects across block faces
-  (union–find), handles small objects by their global sizes and publishes the stitch
-  table, the final id of every block-local id (:mod:`~pipeline_lib.decoding.partial_store`);
+- :func:`stitch_blocks` (one job) reads the block records (and, for overlap stitching only,
+  faces of the block labels), joins objects across block faces (union–find), handles small
+  objects by their global sizes (merging them by global contact counts and first voxels
+  summed from the records, :mod:`~pipeline_lib.decoding.stitching`) and publishes the
+  stitch table, the final id of every block-local id
+  (:mod:`~pipeline_lib.decoding.partial_store`);
 - :func:`relabel_blocks` (block jobs, grouped like the decode block jobs) writes blocks of
   ``segmentation`` from their local labels and the table, then a marker per block;
 - :func:`finish_decoding` (one job) checks that every block is relabelled, records the
@@ -88,10 +90,18 @@ def _final_table(
     partial: Path, grid: BlockGrid, decoder: DecoderSettings
 ) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
     """The final id of every block-local id (block after block) and where each block's ids begin."""
-    counts_list = []
+    merge = decoder.small_objects == "merge" and decoder.min_size > 1
+    counts_list, first_list = [], []
     for i in range(len(grid)):
         with np.load(block_record(partial, i)) as record:
             counts_list.append(record["counts"].astype(np.int64))
+            if merge:
+                if "first_voxel" not in record.files:
+                    raise RuntimeError(
+                        f"{partial}: block {i}'s record lacks what merging small objects needs "
+                        "(written by an older version); delete the .partial store and rerun"
+                    )
+                first_list.append(record["first_voxel"].astype(np.int64))
     starts = np.cumsum([0] + [len(c) for c in counts_list]).astype(np.int64)
     ids = np.concatenate(
         [np.zeros(0, dtype=np.uint64)]
@@ -104,27 +114,41 @@ def _final_table(
     del counts_list
     component = components(ids, _face_pairs(partial, grid, decoder))
     del ids
-    sizes = np.bincount(component, weights=counts, minlength=int(component.max(initial=-1)) + 1).astype(np.int64)
+    n_components = int(component.max(initial=-1)) + 1
+    sizes = np.bincount(component, weights=counts, minlength=n_components).astype(np.int64)
     # connected components: a global one-voxel component is a voxel without any edge
     background = sizes == 1 if get_decoder(decoder.method).stitch == "affinity" else np.zeros(len(sizes), bool)
     small: dict[int, int] = {}
     if decoder.min_size > 1 and ((sizes < decoder.min_size) & ~background).any():
         contact_pairs = np.zeros((0, 2), dtype=np.uint64)
         contact_counts = np.zeros(0, dtype=np.int64)
-        if decoder.small_objects == "merge":
-            table = np.where(background, 0, np.arange(1, len(sizes) + 1)).astype(np.uint64)[component]
+        first_voxels = None
+        if merge:
+            first_voxels = np.full(n_components, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(first_voxels, component, np.concatenate([np.zeros(0, dtype=np.int64), *first_list]))
+            table = np.where(background, 0, np.arange(1, n_components + 1)).astype(np.uint64)[component]
 
             def block_table(i: int) -> NDArray[np.uint64]:
                 return np.concatenate([np.zeros(1, dtype=np.uint64), table[starts[i] : starts[i + 1]]])
 
-            contact_pairs, contact_counts = component_contacts(grid, lambda i: _block_labels(partial, i), block_table)
-        small = small_components(sizes, decoder.min_size, decoder.small_objects, contact_pairs, contact_counts)
+            contact_pairs, contact_counts = component_contacts(
+                grid, lambda i: np.load(block_record(partial, i)), block_table, n_components
+            )
+        small = small_components(
+            sizes, decoder.min_size, decoder.small_objects, contact_pairs, contact_counts, first_voxels
+        )
     return final_labels(component, sizes, small, background), starts
 
 
 def _segmentation(partial: Path, mode: str = "r") -> Any:
     with zarr.config.set({"array.write_empty_chunks": True}):  # every chunk is written once: skip zarr's fill check
         return open_array(partial, SEGMENTATION, mode=mode)
+
+
+def _listed(block_ids: list[int], shown: int = 20) -> str:
+    """``[a, b, ...]`` of the first ``shown`` ids and how many more there are."""
+    more = f" and {len(block_ids) - shown} more" if len(block_ids) > shown else ""
+    return f"{block_ids[:shown]}{more}"
 
 
 def _missing(partial: Path, grid: BlockGrid) -> list[int]:
@@ -146,7 +170,7 @@ def stitch_blocks(output: str | Path, decoder: DecoderSettings, settings: Decode
     grid = decode_grid(_segmentation(partial).shape, settings)
     missing = _missing(partial, grid)
     if missing:
-        raise RuntimeError(f"{partial}: blocks {missing} were not decoded; rerun the workflow to decode them")
+        raise RuntimeError(f"{partial}: blocks {_listed(missing)} were not decoded; rerun the workflow to decode them")
     final, starts = _final_table(partial, grid, decoder)
     n_objects = int(final.max(initial=0))
     tmp = table.with_name(f"{table.name}.tmp")
@@ -208,7 +232,9 @@ def finish_decoding(output: str | Path, settings: DecodeSettings) -> None:
             raise RuntimeError(f"{partial}: no stitch table; rerun the workflow to stitch the blocks")
         missing = [i for i in range(len(grid)) if not relabel_marker(partial, i).exists()]
         if missing:
-            raise RuntimeError(f"{partial}: blocks {missing} were not relabelled; rerun the workflow to relabel them")
+            raise RuntimeError(
+                f"{partial}: blocks {_listed(missing)} were not relabelled; rerun the workflow to relabel them"
+            )
         attrs = store_attrs(partial)
         attrs["provenance"]["n_objects"] = _n_objects(partial)
         set_store_attrs(partial, {"provenance": attrs["provenance"], "complete": True})

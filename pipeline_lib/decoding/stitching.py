@@ -24,6 +24,19 @@ Two ways to find the object pairs to join, chosen by the decoder's registration:
   everything it overlaps, and the deviation from whole-volume decoding was 3–10× larger.
   Objects seen only in a halo (no voxel in any block's own region) are ignored, so they
   cannot bridge two objects.
+
+Merging small objects (``small_objects: merge`` with ``min_size > 1``; the rule is
+:mod:`~pipeline_lib.decoding.postprocess`'s) needs global contact counts and each object's
+first voxel, and the stitch gets both from the block records, reading no label file: each
+decode block job adds :func:`small_object_record` to its record (``first_voxel``, the
+smallest global linear index of each local id's voxels; ``contact_pairs`` /
+``contact_counts``, the pairs of different local ids sharing faces inside the block with
+their face counts; ``first{a}`` / ``last{a}``, its labels on the planes facing a neighbour
+below / above, which connected-components records hold anyway). :func:`component_contacts`
+maps the local pairs through the component table and adds the pairs facing each other
+across every block face; every face-adjacent voxel pair of the volume is counted once,
+inside a block or across a face, as :func:`~pipeline_lib.decoding.postprocess.contacts`
+counts it on the whole volume. A component's first voxel is the minimum over its pieces.
 """
 
 from __future__ import annotations
@@ -31,13 +44,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import fastremap
 import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as graph_components
 
 from pipeline_lib.decoding.connected_components import plane
-from pipeline_lib.decoding.postprocess import contacts, count_pairs, face_contacts, small_object_mapping
+from pipeline_lib.decoding.postprocess import contacts, face_contacts, small_object_mapping
 from pipeline_lib.geometry import BlockGrid, Box
 
 EMPTY_PAIRS = np.zeros((0, 2), dtype=np.uint64)
@@ -191,36 +205,81 @@ def final_labels(
     return final[target[component]]
 
 
-def component_contacts(
-    grid: BlockGrid, block_labels: BlockLabels, block_table: Callable[[int], NDArray[np.uint64]]
-) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-    """Contact pairs of components with face counts over the whole volume, block by block.
+def small_object_record(
+    labels: NDArray[np.unsignedinteger], grid: BlockGrid, block_id: int, n_objects: int
+) -> dict[str, NDArray[Any]]:
+    """What block ``block_id`` adds to its record for merging small objects (module docstring).
 
-    ``block_table(i)[local id]`` is the component (index + 1, or 0 for background) of each
-    local id of block ``i``.
+    ``labels``: the block's own region with local ids ``1..n_objects`` (0 background), each
+    present at least once.
     """
-    pairs, counts = [], []
+    block = grid.block(block_id)
+    # the first occurrence in the block's C order (fastremap follows the memory order: cc3d's labels are F)
+    ids, first_index = fastremap.unique(np.ascontiguousarray(labels), return_index=True)
+    keep = ids != 0
+    local = np.unravel_index(first_index[keep], block.shape)
+    first_voxel = np.full(n_objects, np.iinfo(np.int64).max, dtype=np.int64)
+    # within a box, the block's C order is the volume's: the block's first voxel of an id is its global first
+    first_voxel[ids[keep].astype(np.int64) - 1] = np.ravel_multi_index(
+        tuple(c + b for c, b in zip(local, block.begin, strict=True)), grid.shape
+    )
+    pairs, counts = contacts(labels)
+    record: dict[str, NDArray[Any]] = {
+        "first_voxel": first_voxel,
+        "contact_pairs": pairs.astype(np.uint32),
+        "contact_counts": counts,
+    }
+    for axis in range(3):
+        if block.begin[axis] > 0:
+            record[f"first{axis}"] = plane(labels, axis, 0)
+        if block.end[axis] < grid.shape[axis]:
+            record[f"last{axis}"] = plane(labels, axis, -1)
+    return record
+
+
+def _component_pairs(
+    a: NDArray[np.uint64], b: NDArray[np.uint64], counts: NDArray[np.int64], width: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Keys ``lo * width + hi`` of component pairs (index + 1) that differ, both non-zero, with counts."""
+    differ = (a != b) & (a != 0) & (b != 0)
+    a, b = a[differ].astype(np.int64), b[differ].astype(np.int64)
+    return np.minimum(a, b) * width + np.maximum(a, b), counts[differ]
+
+
+def component_contacts(
+    grid: BlockGrid,
+    block_record: Callable[[int], Any],
+    block_table: Callable[[int], NDArray[np.uint64]],
+    n_components: int,
+) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """Contact pairs of components (index + 1) with face counts over the whole volume, from the records.
+
+    ``block_record(i)`` opens block ``i``'s record (a context manager such as ``np.load`` of
+    the ``.npz``); ``block_table(i)[local id]`` is the component (index + 1, or 0 for
+    background) of each local id of block ``i``.
+    """
+    width = n_components + 1
+    keys, counts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for block_id in range(len(grid)):
         table = block_table(block_id)
-        labels = np.asarray(block_labels(block_id))
-        p, c = contacts(table[labels])
-        pairs.append(p)
-        counts.append(c)
-        for axis in range(3):
-            neighbour = lower_neighbour(grid, block_id, axis)
-            if neighbour is None:
-                continue
-            a = table[plane(labels, axis, 0)]
-            b = block_table(neighbour)[plane(block_labels(neighbour), axis, -1)]
-            p, c = count_pairs(face_contacts(a, b))
-            pairs.append(p)
+        with block_record(block_id) as record:
+            local = record["contact_pairs"]
+            k, c = _component_pairs(table[local[:, 0]], table[local[:, 1]], record["contact_counts"], width)
+            keys.append(k)
             counts.append(c)
-    all_pairs = np.concatenate(pairs) if pairs else EMPTY_PAIRS
-    all_counts = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
-    if len(all_pairs) == 0:
-        return EMPTY_PAIRS, np.zeros(0, dtype=np.int64)
-    unique, inverse = np.unique(all_pairs, axis=0, return_inverse=True)
-    return unique, np.bincount(inverse.ravel(), weights=all_counts).astype(np.int64)
+            for axis in range(3):
+                neighbour = lower_neighbour(grid, block_id, axis)
+                if neighbour is None:
+                    continue
+                with block_record(neighbour) as below:
+                    facing = face_contacts(table[record[f"first{axis}"]], block_table(neighbour)[below[f"last{axis}"]])
+                k, c = _component_pairs(facing[:, 0], facing[:, 1], np.ones(len(facing), dtype=np.int64), width)
+                keys.append(k)
+                counts.append(c)
+    unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    summed = np.bincount(inverse, weights=np.concatenate(counts), minlength=len(unique)).astype(np.int64)
+    pairs = np.stack([unique // width, unique % width], axis=1).astype(np.uint64)
+    return pairs, summed
 
 
 def small_components(
@@ -229,10 +288,15 @@ def small_components(
     mode: str,
     contact_pairs: NDArray[np.uint64],
     contact_counts: NDArray[np.int64],
+    first_voxels: NDArray[np.int64] | None = None,
 ) -> dict[int, int]:
-    """Component index → 0 or target component index + 1, for components below ``min_size``."""
+    """Component index → 0 or target component index + 1, for components below ``min_size``.
+
+    ``contact_pairs`` hold components as index + 1; ``first_voxels[k]`` is component ``k``'s
+    smallest global linear index (the tie-break of :mod:`~pipeline_lib.decoding.postprocess`).
+    """
     labels = np.arange(1, len(sizes) + 1, dtype=np.uint64)
-    mapping = small_object_mapping(labels, sizes, contact_pairs, contact_counts, min_size, mode)  # type: ignore[arg-type]
+    mapping = small_object_mapping(labels, sizes, contact_pairs, contact_counts, min_size, mode, first_voxels)  # type: ignore[arg-type]
     return {label - 1: target for label, target in mapping.items()}
 
 
@@ -250,4 +314,5 @@ __all__ = [
     "overlap_face_pairs",
     "read_region",
     "small_components",
+    "small_object_record",
 ]

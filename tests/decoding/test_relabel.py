@@ -153,3 +153,12 @@ def test_decode_volume_resumes_a_partial_store_of_the_same_settings_only(
     decode_volume(affs, tmp_path / "other.zarr", other, SETTINGS)
     np.testing.assert_array_equal(read_segmentation(out), read_segmentation(tmp_path / "other.zarr"))
     assert not np.array_equal(read_segmentation(out), read_segmentation(tmp_path / "reference.zarr"))
+
+
+def test_a_long_list_of_missing_blocks_is_cut_to_twenty(tmp_path: Path, affs: Path) -> None:
+    decoder, settings = _decoder(), decode_settings((4, 4, 4))  # 96 blocks
+    out = tmp_path / "seg.zarr"
+    prepare_decoding(affs, out, decoder, settings)
+    decode_blocks(affs, out, [0], decoder, settings)
+    with pytest.raises(RuntimeError, match=r"blocks \[1, 2, .*, 20\] and 75 more were not decoded"):
+        stitch_blocks(out, decoder, settings)
