@@ -16,8 +16,8 @@ Steps (each a Snakemake job or a group of block jobs, like prediction):
 3. :func:`~pipeline_lib.decoding.relabel.stitch_blocks` (one job) finds the pairs of objects
    to join across every face between neighbouring blocks
    (:mod:`~pipeline_lib.decoding.stitching`), joins them (union–find), handles objects
-   smaller than ``min_size`` by their *global* sizes (to background, or merged into the
-   neighbour they touch most) and writes the final consecutive id of every block-local id
+   smaller than ``min_size`` by their *global* sizes (to background, or merged into a
+   neighbour, see :mod:`~pipeline_lib.decoding.postprocess`) and writes the final consecutive id of every block-local id
    (``<partial>/stitch/``);
 4. :func:`~pipeline_lib.decoding.relabel.relabel_blocks` (block jobs, grouped like the
    decode jobs) writes each block of ``segmentation`` once, with its final ids, then a
@@ -47,6 +47,13 @@ keeps the labels the block gave inside its halo (``lo{a}``, ``hi{a}``, local ids
 seen only in the halo numbered after the block's own). This is an approximation of
 whole-volume decoding; ``tests/decoding/test_blockwise.py`` measures and bounds its
 deviation.
+
+With ``small_objects: merge`` and ``min_size > 1`` every record also keeps what merging
+needs globally (:func:`~pipeline_lib.decoding.stitching.small_object_record`): the first
+voxel of each local id in C order of the volume (``first_voxel``), the contacts between the
+block's own objects (``contact_pairs``, ``contact_counts``) and its first and last planes
+(``first{a}``, ``last{a}``) for the contacts across faces; the stitch sums them over blocks
+and reads no block labels for them.
 
 Memory: one block with its halo at a time while decoding; while stitching, a few blocks'
 records (or faces) at a time and the id tables; while relabelling, one block of labels and
