@@ -76,7 +76,8 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "baseline":
         from monai.inferers import sliding_window_inference
 
-        from pipeline_lib.inference.predict import AFFINITIES, _encode, load_model
+        from pipeline_lib.inference.predict import AFFINITIES, load_model
+        from pipeline_lib.inference.storage import encode_affinities
         from pipeline_lib.io.volumes import create_array, normalize_image, open_array, voxel_size
 
         model, predict = settings(args)
@@ -93,7 +94,7 @@ def child(args: argparse.Namespace) -> None:
                 mode="gaussian",
             )
         assert isinstance(out, torch.Tensor)
-        affs = _encode(out[0].numpy(), "uint8")
+        affs = encode_affinities(out[0].numpy(), "uint8")
         del out
         target = create_array(
             work / "baseline.zarr",

@@ -85,6 +85,7 @@ from pipeline_lib.io.volumes import (
     create_array,
     open_array,
     partial_path,
+    prepared_for,
     set_store_attrs,
     store_attrs,
     voxel_size,
@@ -112,7 +113,7 @@ def prepare_decoding(
     record = provenance("decode", {"decoder": decoder, "decode": settings}, [affinities_store])
     source = store_attrs(affinities_store).get("provenance")
     if partial.exists():
-        if _same_run(partial, record, source):
+        if prepared_for(partial, SEGMENTATION, record, {"affinities_provenance": source}):
             log.info("%s: resuming the decoding left there", partial)
             _make_folders(partial)
             return partial
@@ -134,22 +135,6 @@ def prepare_decoding(
 def _make_folders(partial: Path) -> None:
     for folder in (RECORDS, LABELS, RELABELLED):
         (partial / folder).mkdir(exist_ok=True)
-
-
-def _same_run(partial: Path, record: dict[str, Any], source: Any) -> bool:
-    """Whether ``partial`` was prepared with ``record``'s settings and inputs, from affinities
-    with provenance ``source``."""
-    try:
-        attrs = store_attrs(partial)
-        open_array(partial, SEGMENTATION)
-    except Exception:  # not a (complete) store: start afresh
-        return False
-    previous = attrs.get("provenance", {})
-    return bool(
-        previous.get("settings") == record["settings"]
-        and previous.get("inputs") == record["inputs"]
-        and attrs.get("affinities_provenance") == source
-    )
 
 
 def _compact(decoded: NDArray[np.integer], core: tuple[slice, ...]) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:

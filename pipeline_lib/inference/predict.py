@@ -35,7 +35,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from pipeline_lib.inference.predictor import (
     resolve_device,
 )
 from pipeline_lib.inference.sliding import blend_region, count_windows, window_context
+from pipeline_lib.inference.storage import RowWriter, encode_affinities
 from pipeline_lib.inference.tta import variants
 from pipeline_lib.io.volumes import (
     AFFINITIES,
@@ -64,6 +65,7 @@ from pipeline_lib.io.volumes import (
     normalize_image,
     open_array,
     partial_path,
+    prepared_for,
     set_store_attrs,
     store_attrs,
     voxel_size,
@@ -78,7 +80,6 @@ UNCERTAINTY = "uncertainty"
 __all__ = [
     "AFFINITIES",
     "UNCERTAINTY",
-    "decode_affinities",
     "finish_prediction",
     "load_model",
     "make_predictor",
@@ -122,6 +123,31 @@ def make_predictor(
     return _window_predictor(models, model, settings, device)
 
 
+def _blend(
+    predictor: WindowPredictor,
+    image: np.ndarray,
+    region: Sequence[slice],
+    window: Sequence[int],
+    settings: PredictSettings,
+    device: torch.device,
+    desc: str,
+) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
+    """:func:`~.sliding.blend_region` of a stored (e.g. uint8) image with the predict settings."""
+    return blend_region(
+        image,
+        region,
+        predictor,
+        window,
+        settings.overlap,
+        settings.batch_size,
+        settings.blend,
+        settings.padding_mode,
+        device,
+        transform=normalize_image,
+        desc=desc,
+    )
+
+
 def _predict_image(
     predictor: WindowPredictor,
     image: np.ndarray,
@@ -135,20 +161,7 @@ def _predict_image(
     region = tuple(slice(0, n) for n in image.shape)
     arrays: list[np.ndarray] = []
     with torch.inference_mode():
-        slabs = blend_region(
-            image,
-            region,
-            predictor,
-            window,
-            settings.overlap,
-            settings.batch_size,
-            settings.blend,
-            settings.padding_mode,
-            device,
-            transform=normalize_image,
-            desc=desc,
-        )
-        for z0, outputs in slabs:
+        for z0, outputs in _blend(predictor, image, region, window, settings, device, desc):
             if not arrays:
                 arrays = [np.empty((o.shape[0], *image.shape), dtype=np.float32) for o in outputs]
             for array, output in zip(arrays, outputs, strict=True):
@@ -170,25 +183,6 @@ def predict_array(
         predictor = _window_predictor([module], model, settings, next(module.parameters()).device)
     device = next(predictor.models[0].parameters()).device
     return _predict_image(predictor, image, window_shape(model, settings), settings, device)[0]
-
-
-def _encode(affinities: np.ndarray, dtype: str) -> np.ndarray:
-    """Storage form of ``(C, …)`` float affinities: uint8 ``round(255 · p)`` or float16."""
-    if dtype == "uint8":
-        encoded = np.empty(affinities.shape, dtype=np.uint8)
-        for c, channel in enumerate(affinities):  # one channel of float temporaries at a time
-            scaled = np.clip(channel, 0.0, 1.0)
-            scaled *= 255.0
-            encoded[c] = np.rint(scaled, out=scaled)
-        return encoded
-    return affinities.astype(np.float16)
-
-
-def decode_affinities(stored: np.ndarray) -> np.ndarray:
-    """Affinities as float32 in [0, 1] from their stored form (uint8 0–255 or float16)."""
-    if stored.dtype == np.uint8:
-        return stored.astype(np.float32) / 255.0
-    return stored.astype(np.float32)
 
 
 def _sha256(path: Path) -> str:
@@ -228,7 +222,7 @@ def prepare_prediction(
     record = provenance("predict", {"model": model, "predict": settings}, [volume, *checkpoints])
     recorded_checkpoints = [{"path": str(p.resolve()), "sha256": _sha256(p)} for p in checkpoints]
     if partial.exists():
-        if _same_run(partial, record, recorded_checkpoints):
+        if prepared_for(partial, AFFINITIES, record, {"checkpoints": recorded_checkpoints}):
             log.info("%s: resuming the prediction left there", partial)
             return partial
         shutil.rmtree(partial)
@@ -255,46 +249,6 @@ def prepare_prediction(
     return partial
 
 
-def _same_run(partial: Path, record: dict[str, Any], checkpoints: list[dict[str, str]]) -> bool:
-    """Whether ``partial`` was prepared with ``record``'s settings and inputs and these checkpoints."""
-    try:
-        attrs = store_attrs(partial)
-        open_array(partial, AFFINITIES)
-    except Exception:  # not a (complete) store: start afresh
-        return False
-    previous = attrs.get("provenance", {})
-    return bool(
-        previous.get("settings") == record["settings"]
-        and previous.get("inputs") == record["inputs"]
-        and attrs.get("checkpoints") == checkpoints
-    )
-
-
-class _RowWriter:
-    """Takes a block's z-rows in order and writes every ``rows`` of them (a chunk row) at once."""
-
-    def __init__(self, array: Any, block: Box, rows: int, dtype: Any) -> None:
-        self.array, self.block = array, block
-        self.buffer = np.empty((array.shape[0], min(rows, block.shape[0]), *block.shape[1:]), dtype=dtype)
-        self.start = 0  # block row held by buffer row 0
-        self.filled = 0
-
-    def add(self, values: np.ndarray) -> None:
-        """The next rows ``(C, dz, y, x)`` of the block (cast to the buffer's dtype)."""
-        pos = 0
-        while pos < values.shape[1]:
-            take = min(values.shape[1] - pos, len(self.buffer[0]) - self.filled)
-            self.buffer[:, self.filled : self.filled + take] = values[:, pos : pos + take]
-            self.filled += take
-            pos += take
-            if self.filled == len(self.buffer[0]) or self.start + self.filled == self.block.shape[0]:
-                z = self.block.begin[0] + self.start
-                region = (slice(None), slice(z, z + self.filled), *self.block.slices[1:])
-                self.array[region] = self.buffer[:, : self.filled]
-                self.start += self.filled
-                self.filled = 0
-
-
 def _predict_block(
     predictor: WindowPredictor,
     image: Any,
@@ -314,23 +268,12 @@ def _predict_block(
     one chunk row at a time. No float32 copy of the block is held, nor of the context unless
     the volume is thinner than the window along some axis (then MONAI-style padding needs one)."""
     rows = settings.chunk_shape[0]
-    affinities = _RowWriter(target, block, rows, settings.dtype)
-    variance = _RowWriter(uncertainty, block, rows, np.float16) if uncertainty is not None else None
-    slabs = blend_region(
-        np.asarray(image[context.slices]),
-        block.relative_to(context),
-        predictor,
-        window,
-        settings.overlap,
-        settings.batch_size,
-        settings.blend,
-        settings.padding_mode,
-        device,
-        transform=normalize_image,
-        desc=desc,
-    )
+    affinities = RowWriter(target, block, rows, settings.dtype)
+    variance = RowWriter(uncertainty, block, rows, np.float16) if uncertainty is not None else None
+    context_image = np.asarray(image[context.slices])
+    slabs = _blend(predictor, context_image, block.relative_to(context), window, settings, device, desc)
     for _, outputs in slabs:  # in z order, covering the block once
-        affinities.add(_encode(outputs[0].numpy(), settings.dtype))
+        affinities.add(encode_affinities(outputs[0].numpy(), settings.dtype))
         if variance is not None:
             variance.add(outputs[1].numpy())
 

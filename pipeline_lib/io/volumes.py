@@ -120,6 +120,26 @@ def set_store_attrs(store: str | Path, attrs: Mapping[str, Any]) -> None:
     zarr.open_group(str(store), mode="a").attrs.update(dict(attrs))
 
 
+def prepared_for(partial: str | Path, name: str, record: Mapping[str, Any], attrs: Mapping[str, Any]) -> bool:
+    """Whether ``partial`` is a store prepared for the same run, so its blocks may be reused.
+
+    Same run: array ``name`` opens, the stored ``provenance`` has ``record``'s settings and
+    inputs, and every key of ``attrs`` is stored with the same value. Anything unreadable
+    counts as another run.
+    """
+    try:
+        stored = store_attrs(partial)
+        open_array(partial, name)
+    except Exception:  # not a (complete) store: start afresh
+        return False
+    previous = stored.get("provenance", {})
+    return bool(
+        previous.get("settings") == record["settings"]
+        and previous.get("inputs") == record["inputs"]
+        and all(stored.get(key) == value for key, value in attrs.items())
+    )
+
+
 def partial_path(path: str | Path) -> Path:
     """The temporary name under which ``path`` is written before its final rename."""
     path = Path(path)

@@ -13,11 +13,11 @@ import pytest
 import torch
 from monai.inferers import sliding_window_inference
 
+from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.inference.predict import (
     AFFINITIES,
     UNCERTAINTY,
-    decode_affinities,
     finish_prediction,
     make_predictor,
     predict_array,
@@ -79,7 +79,7 @@ def test_blockwise_equals_whole_volume(case: dict[str, Path]) -> None:
     assert stored.shape == (5, *SHAPE) and stored.dtype == np.float16
     reference = whole_volume_reference(case, model.patch_shape, predict.overlap)
     # float16 storage: half an ulp at 1.0 is 2**-12; the prediction itself agrees to ~1e-6
-    np.testing.assert_allclose(decode_affinities(stored[...]), reference, atol=2.5e-4, rtol=0)
+    np.testing.assert_allclose(as_float(stored[...]), reference, atol=2.5e-4, rtol=0)
     assert store_attrs(out)["complete"] is True
 
 
@@ -173,7 +173,7 @@ def test_blockwise_tta_equals_whole_volume_tta(case: dict[str, Path]) -> None:
     predict_volume(case["volume"], case["ckpt"], out, model, predict)
     image = open_array(case["volume"], "image")[...]
     whole = predict_array(make_predictor(case["ckpt"], model, predict, torch.device("cpu")), image, model, predict)
-    np.testing.assert_allclose(decode_affinities(open_array(out, AFFINITIES)[...]), whole, atol=2.5e-4, rtol=0)
+    np.testing.assert_allclose(as_float(open_array(out, AFFINITIES)[...]), whole, atol=2.5e-4, rtol=0)
     plain = whole_volume_reference(case, model.patch_shape, predict.overlap)
     assert np.abs(whole - plain).max() > 1e-3  # TTA did change a (non-equivariant) model's output
 
