@@ -128,6 +128,13 @@ def test_bad_config_fails_before_any_job_with_one_message(finished_run, tmp_path
     assert not (tmp_path / "results").exists()
 
 
+def test_a_target_naming_no_model_gets_snakemakes_plain_message(finished_run):
+    result = snakemake(finished_run, "-n", "--cores", "1", "results/predictions/nope/tiny_test.zarr", check=False)
+    assert result.returncode != 0
+    assert "No rule to produce results/predictions/nope/tiny_test.zarr" in result.stderr + result.stdout
+    assert "KeyError" not in result.stderr + result.stdout
+
+
 def test_lint_is_clean(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300

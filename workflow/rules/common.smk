@@ -1,4 +1,5 @@
 # Validation first (once, before any job), then small named input functions.
+import re
 import sys
 
 from snakemake.utils import validate
@@ -19,10 +20,17 @@ validate(config, "../../pipeline_lib/schemas/config.schema.yaml", set_default=Fa
 SETTINGS = PLAN.settings
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names: a target naming anything else
+    gets Snakemake's plain "no rule to produce" message instead of a failing input function.
+    """
+    return "|".join(re.escape(name) for name in names)
+
+
 wildcard_constraints:
-    dataset=r"[A-Za-z0-9_-]+",
-    model=r"[A-Za-z0-9_-]+",
-    decoder=r"[A-Za-z0-9_-]+",
+    dataset=one_of(PLAN.settings.datasets),
+    model=one_of(PLAN.settings.predictors),
+    decoder=one_of(PLAN.settings.decoders),
     job=r"\d+",
 
 

@@ -16,6 +16,8 @@ rule train:
         "logs/train/{model}.log",
     benchmark:
         "logs/train/{model}.benchmark.tsv"
+    wildcard_constraints:
+        model=one_of(PLAN.settings.models),  # an ensemble trains nothing
     conda:
         "../../envs/gpu.yaml"
     threads: threads("train")
