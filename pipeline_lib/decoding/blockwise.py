@@ -74,11 +74,11 @@ from numpy.typing import NDArray
 
 from pipeline_lib.config import DecoderSettings, DecodeSettings
 from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, read_affinities, read_stored
-from pipeline_lib.decoding.connected_components import edges_above, label_block, nearest_neighbour_channels, plane
+from pipeline_lib.decoding.connected_components import edges_above, label_block, nearest_neighbour_channels
 from pipeline_lib.decoding.partial_store import LABELS, RECORDS, RELABELLED, block_record, decode_grid, labels_path
 from pipeline_lib.decoding.registry import get_decoder
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
-from pipeline_lib.decoding.stitching import halo_slabs, small_object_record
+from pipeline_lib.decoding.stitching import face_planes, halo_slabs, small_object_record
 from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.io.volumes import (
     SEGMENTATION,
@@ -161,20 +161,14 @@ def _compact(decoded: NDArray[np.integer], core: tuple[slice, ...]) -> tuple[NDA
 def _decode_cc_block(
     affinities: Any, grid: BlockGrid, block_id: int, channels: tuple[int, int, int], threshold: float
 ) -> tuple[NDArray[np.unsignedinteger], NDArray[np.int64], dict[str, NDArray[Any]]]:
-    """Connected components of one block without halo: labels, counts, face data (module docstring)."""
+    """Connected components of one block without halo: labels, counts, the edges crossing its lower faces."""
     block = grid.block(block_id)
     stored = read_stored(affinities, block, channels)
     open_faces = [(block.begin[a] > 0, block.end[a] < grid.shape[a]) for a in range(3)]
     result = label_block([edges_above(stored[a], threshold) for a in range(3)], open_faces)
     del stored
-    faces: dict[str, NDArray[Any]] = {}
-    for axis, (below, above) in enumerate(open_faces):
-        if below:
-            faces[f"first{axis}"] = plane(result.labels, axis, 0)
-            faces[f"crossing{axis}"] = result.crossing[axis]
-        if above:
-            faces[f"last{axis}"] = plane(result.labels, axis, -1)
-    return result.labels, result.counts, faces
+    crossing = {f"crossing{axis}": result.crossing[axis] for axis, (below, _) in enumerate(open_faces) if below}
+    return result.labels, result.counts, crossing
 
 
 def decode_blocks(
@@ -207,7 +201,10 @@ def decode_blocks(
             in_context, counts = _compact(decoded, block.relative_to(context))
             labels = in_context[block.relative_to(context)]
             extras = {name: in_context[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}
-        if decoder.small_objects == "merge" and decoder.min_size > 1:  # contacts and first voxels for the stitch
+        merge = decoder.small_objects == "merge" and decoder.min_size > 1
+        if method.stitch == "affinity" or merge:  # faces for the stitch's joins and contacts
+            extras.update(face_planes(labels, grid, block_id))
+        if merge:  # contacts and first voxels for the stitch
             extras.update(small_object_record(labels, grid, block_id, len(counts)))
         tmp_labels = labels_path(partial, block_id).with_suffix(".tmp.npy")
         np.save(tmp_labels, np.ascontiguousarray(labels))

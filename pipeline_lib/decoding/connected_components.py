@@ -67,32 +67,31 @@ def edges_above(stored: NDArray[Any], threshold: float) -> NDArray[np.bool_]:
     return as_float(stored) > threshold
 
 
-def graph_from_edges(edges: Sequence[NDArray[np.bool_]], cut_faces: bool = True) -> NDArray[np.uint8]:
+def graph_from_edges(edges: Sequence[NDArray[np.bool_]]) -> NDArray[np.uint8]:
     """cc3d voxel-connectivity graph from the edge masks of axes z, y, x (edge ``v — v - e_a`` at ``v``).
 
-    With ``cut_faces`` the edges on the first plane of each axis (which point outside the
-    array) are left out, so a block's graph holds only its own edges.
+    The edges on the first plane of each axis point outside the array and are left out, so
+    a block's graph holds only its own edges.
     """
     graph = np.zeros(edges[0].shape, dtype=np.uint8)
     for axis, edge in enumerate(edges):
         bits = edge.view(np.uint8) * np.uint8(MINUS_BIT[axis])
-        if cut_faces:
-            first = [slice(None)] * 3
-            first[axis] = slice(0, 1)
-            bits[tuple(first)] = 0
+        first = [slice(None)] * 3
+        first[axis] = slice(0, 1)
+        bits[tuple(first)] = 0
         graph |= bits
     return graph
 
 
 def affinity_graph(
-    affinities: NDArray[np.generic], offsets: Sequence[Sequence[int]], threshold: float, cut_faces: bool = True
+    affinities: NDArray[np.generic], offsets: Sequence[Sequence[int]], threshold: float
 ) -> NDArray[np.uint8]:
     """cc3d voxel-connectivity graph with an edge wherever the affinity exceeds ``threshold``.
 
     ``affinities`` are floats in [0, 1] or stored ``uint8`` (see :func:`edges_above`).
     """
     channels = nearest_neighbour_channels(offsets)
-    return graph_from_edges([edges_above(affinities[c], threshold) for c in channels], cut_faces)
+    return graph_from_edges([edges_above(affinities[c], threshold) for c in channels])
 
 
 def plane(array: NDArray[Any], axis: int, index: int) -> NDArray[Any]:
@@ -122,7 +121,7 @@ def label_block(edges: Sequence[NDArray[np.bool_]], open_faces: Sequence[tuple[b
     ``open_faces[a]`` says whether the block has a neighbour below / above along axis ``a``.
     One-voxel components are background unless they lie on a plane facing a neighbour.
     """
-    graph = graph_from_edges(edges, cut_faces=True)
+    graph = graph_from_edges(edges)
     raw: NDArray[np.uint32]
     n: int
     raw, n = cc3d.color_connectivity_graph(graph, connectivity=6, return_N=True)  # type: ignore[call-overload]

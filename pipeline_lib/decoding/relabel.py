@@ -41,7 +41,6 @@ from pipeline_lib.decoding.partial_store import (
 )
 from pipeline_lib.decoding.registry import get_decoder
 from pipeline_lib.decoding.stitching import (
-    BLOCK_ID_SHIFT,
     EMPTY_PAIRS,
     component_contacts,
     components,
@@ -104,11 +103,7 @@ def _final_table(
                 first_list.append(record["first_voxel"].astype(np.int64))
     starts = np.cumsum([0] + [len(c) for c in counts_list]).astype(np.int64)
     ids = np.concatenate(
-        [np.zeros(0, dtype=np.uint64)]
-        + [
-            (np.uint64(i) << BLOCK_ID_SHIFT) + np.arange(1, len(c) + 1, dtype=np.uint64)
-            for i, c in enumerate(counts_list)
-        ]
+        [np.zeros(0, dtype=np.uint64)] + [globalize(np.arange(1, len(c) + 1), i) for i, c in enumerate(counts_list)]
     )  # sorted: by block, then local id
     counts = np.concatenate([np.zeros(0, dtype=np.int64), *counts_list])
     del counts_list

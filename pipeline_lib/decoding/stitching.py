@@ -31,8 +31,8 @@ first voxel, and the stitch gets both from the block records, reading no label f
 decode block job adds :func:`small_object_record` to its record (``first_voxel``, the
 smallest global linear index of each local id's voxels; ``contact_pairs`` /
 ``contact_counts``, the pairs of different local ids sharing faces inside the block with
-their face counts; ``first{a}`` / ``last{a}``, its labels on the planes facing a neighbour
-below / above, which connected-components records hold anyway). :func:`component_contacts`
+their face counts) and :func:`face_planes` (``first{a}`` / ``last{a}``, its labels on the
+planes facing a neighbour below / above, which connected-components records hold anyway). :func:`component_contacts`
 maps the local pairs through the component table and adds the pairs facing each other
 across every block face; every face-adjacent voxel pair of the volume is counted once,
 inside a block or across a face, as :func:`~pipeline_lib.decoding.postprocess.contacts`
@@ -224,17 +224,20 @@ def small_object_record(
         tuple(c + b for c, b in zip(local, block.begin, strict=True)), grid.shape
     )
     pairs, counts = contacts(labels)
-    record: dict[str, NDArray[Any]] = {
-        "first_voxel": first_voxel,
-        "contact_pairs": pairs.astype(np.uint32),
-        "contact_counts": counts,
-    }
+    return {"first_voxel": first_voxel, "contact_pairs": pairs.astype(np.uint32), "contact_counts": counts}
+
+
+def face_planes(labels: NDArray[np.unsignedinteger], grid: BlockGrid, block_id: int) -> dict[str, NDArray[Any]]:
+    """A block's labels on its faces towards neighbours: its first plane along each axis with
+    a neighbour below (``first{a}``), its last plane along each axis with one above (``last{a}``)."""
+    block = grid.block(block_id)
+    planes: dict[str, NDArray[Any]] = {}
     for axis in range(3):
         if block.begin[axis] > 0:
-            record[f"first{axis}"] = plane(labels, axis, 0)
+            planes[f"first{axis}"] = plane(labels, axis, 0)
         if block.end[axis] < grid.shape[axis]:
-            record[f"last{axis}"] = plane(labels, axis, -1)
-    return record
+            planes[f"last{axis}"] = plane(labels, axis, -1)
+    return planes
 
 
 def _component_pairs(
@@ -306,6 +309,7 @@ __all__ = [
     "component_contacts",
     "components",
     "crossing_pairs",
+    "face_planes",
     "final_labels",
     "globalize",
     "halo_slabs",
