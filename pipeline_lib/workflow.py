@@ -46,7 +46,7 @@ class Plan:
             return
         for dataset in {*self.datasets_with_role("val"), *self.datasets_with_role("test")}:
             for model in self.settings.models.values():
-                window = predict.window_shape or model.patch_shape
+                window = predict.window(model)
                 problem = reflect_padding_problem(self._shapes[dataset], window)
                 if problem:
                     raise ConfigError(

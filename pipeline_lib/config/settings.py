@@ -212,6 +212,10 @@ class PredictSettings:
     tta: PredictTTASettings
     mc_dropout_samples: int
 
+    def window(self, model: ModelSettings) -> Shape3:
+        """The sliding window: ``window_shape``, or the model's patch shape when null."""
+        return self.window_shape if self.window_shape is not None else model.patch_shape
+
 
 @dataclass(frozen=True)
 class DecodeSettings:

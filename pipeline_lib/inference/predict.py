@@ -88,18 +88,12 @@ __all__ = [
     "predict_volume",
     "prediction_grid",
     "prepare_prediction",
-    "window_shape",
 ]
 
 
 def prediction_grid(volume_shape: Sequence[int], settings: PredictSettings) -> BlockGrid:
     """The block grid of a prediction (chunk-aligned, so block jobs never share a chunk)."""
     return BlockGrid.aligned(volume_shape, settings.block_shape, settings.chunk_shape)
-
-
-def window_shape(model: ModelSettings, settings: PredictSettings) -> tuple[int, int, int]:
-    """The sliding window: ``predict.window_shape``, or the model's patch shape when null."""
-    return settings.window_shape if settings.window_shape is not None else model.patch_shape
 
 
 def _window_predictor(
@@ -182,7 +176,7 @@ def predict_array(
     else:
         predictor = _window_predictor([module], model, settings, next(module.parameters()).device)
     device = next(predictor.models[0].parameters()).device
-    return _predict_image(predictor, image, window_shape(model, settings), settings, device)[0]
+    return _predict_image(predictor, image, settings.window(model), settings, device)[0]
 
 
 def _sha256(path: Path) -> str:
@@ -213,7 +207,7 @@ def prepare_prediction(
     partial = partial_path(output)
     image = open_array(volume, "image")
     prediction_grid(image.shape, settings)
-    problem = reflect_padding_problem(image.shape, window_shape(model, settings))
+    problem = reflect_padding_problem(image.shape, settings.window(model))
     if settings.padding_mode == "reflect" and problem:
         raise UserError(f"{volume}: {problem}; set predict.padding_mode to 'replicate' or 'constant'")
     tta = variants(settings.tta.flip, settings.tta.transpose)
@@ -242,7 +236,7 @@ def prepare_prediction(
             "checkpoints": recorded_checkpoints,
             "config_hash": config_hash(model, settings),
             "tta": {"variants": [v.name for v in tta], **dataclasses.asdict(settings.tta)},
-            "window_shape": list(window_shape(model, settings)),
+            "window_shape": list(settings.window(model)),
         },
     )
     (partial / "blocks").mkdir(exist_ok=True)
@@ -301,7 +295,7 @@ def predict_blocks(
     target = open_array(partial, AFFINITIES, mode="r+")
     uncertainty = open_array(partial, UNCERTAINTY, mode="r+") if settings.mc_dropout_samples > 0 else None
     grid = prediction_grid(image.shape, settings)
-    window = window_shape(model, settings)
+    window = settings.window(model)
     dev = resolve_device(device)
     predictor: WindowPredictor | None = None
     done: list[int] = []
