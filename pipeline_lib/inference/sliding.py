@@ -24,16 +24,17 @@ floating-point noise **everywhere in the block**, not only in its interior::
 
 The price is that windows straddling a block face are computed by both blocks; larger
 blocks (relative to the window) waste less. Volumes smaller than a window along an axis are
-padded by MONAI (``padding_mode``) identically in both cases, since the context then spans
+padded as MONAI pads them (``padding_mode``) identically in both cases, since the context then spans
 that whole axis.
 
-:func:`sliding_window_predict` hands the context to MONAI and holds float32 outputs of the
-whole context. :func:`blend_region` (what block jobs use) blends the same windows with the
-same importance map in the same order itself, but *streams*: it runs the windows in order of
-their z start, accumulates only the region (the block) and only the rows that windows still
-to come can touch (one window height), and yields each slab of rows as soon as it is final.
-Its memory is the (uint8) context, one window-high slab of accumulators and what the
-caller keeps of the slabs, instead of several float32 copies of the context.
+:func:`blend_region` blends the windows MONAI would place on the context, with MONAI's
+importance map (:func:`~monai.data.utils.compute_importance_map`) and in its order, but
+*streams* where MONAI's inferer holds float32 outputs of the whole context: it runs the
+windows in order of their z start, accumulates only the region (the block) and only the rows
+that windows still to come can touch (one window height), and yields each slab of rows as
+soon as it is final. Its memory is the (uint8) context, one window-high slab of accumulators
+and what the caller keeps of the slabs. The tests check it against MONAI's
+``sliding_window_inference``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map
-from monai.inferers import sliding_window_inference
 from tqdm import tqdm
 
 from pipeline_lib.geometry import Box
@@ -102,61 +102,6 @@ def count_windows(shape: Sequence[int], window: Sequence[int], overlap: float) -
     for length, w in zip(shape, window, strict=True):
         n *= len(window_starts(length, w, overlap))
     return n
-
-
-class _CountingPredictor:
-    """Wraps a predictor to advance a progress bar (stderr) by the windows of each call."""
-
-    def __init__(self, predictor: Predictor, total: int, desc: str) -> None:
-        self.predictor = predictor
-        self.bar = tqdm(total=total, desc=desc, mininterval=2.0, dynamic_ncols=True)
-
-    def __call__(self, windows: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        out = self.predictor(windows)
-        self.bar.update(len(windows))
-        return out
-
-
-def sliding_window_predict(
-    image: np.ndarray | torch.Tensor,
-    predictor: Predictor,
-    window: Sequence[int],
-    overlap: float,
-    batch_size: int,
-    blend: Literal["gaussian", "constant"] = "gaussian",
-    padding_mode: PaddingMode = "reflect",
-    device: torch.device | str = "cpu",
-    desc: str = "",
-) -> tuple[torch.Tensor, ...]:
-    """Blend ``predictor``'s outputs over MONAI's windows of a ``(z, y, x)`` float image.
-
-    ``predictor`` maps a batch of windows ``(B, 1, *window)`` to one tensor or a tuple of
-    tensors ``(B, C_i, *window)``; the result is the tuple of blended outputs
-    ``(C_i, z, y, x)``, float32, moved to the CPU (windows run and are blended on
-    ``device``). The image is the context of a block (see :func:`window_context`) or a
-    whole volume; windows are placed by MONAI relative to the image start. With ``desc``
-    a progress bar over windows is shown.
-    """
-    tensor = torch.as_tensor(image, dtype=torch.float32)[None, None].to(device)
-    counting = None
-    if desc:
-        counting = _CountingPredictor(predictor, count_windows(tensor.shape[2:], window, overlap), desc)
-        predictor = counting
-    out = sliding_window_inference(
-        tensor,
-        roi_size=tuple(window),
-        sw_batch_size=batch_size,
-        predictor=predictor,
-        overlap=overlap,
-        mode=blend,
-        padding_mode=padding_mode,
-    )
-    if counting is not None:
-        counting.bar.close()
-    outputs = out if isinstance(out, tuple) else (out,)
-    if not all(isinstance(o, torch.Tensor) for o in outputs):
-        raise TypeError("predictor must return a tensor or a tuple of tensors")
-    return tuple(o[0].float().cpu() for o in outputs)
 
 
 def _pad_like_monai(

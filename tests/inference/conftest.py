@@ -97,3 +97,27 @@ def write_volume(store: Path, image: np.ndarray, chunks: Sequence[int] = (16, 32
     array = create_array(store, "image", image.shape, image.dtype, chunks, (8.0, 8.0, 8.0))
     array[...] = image
     return store
+
+
+def blend(
+    image: np.ndarray,
+    predictor: Any,
+    window: Sequence[int],
+    overlap: float,
+    batch_size: int,
+    region: Sequence[slice] | None = None,
+    mode: str = "gaussian",
+    padding_mode: str = "reflect",
+) -> tuple[np.ndarray, ...]:
+    """The outputs ``(C_i, *region)`` of :func:`blend_region` over ``region`` (default: the whole image), assembled."""
+    from pipeline_lib.inference.sliding import blend_region
+
+    region = tuple(region) if region is not None else tuple(slice(0, n) for n in image.shape)
+    arrays: list[np.ndarray] = []
+    with torch.inference_mode():
+        for z0, outputs in blend_region(image, region, predictor, window, overlap, batch_size, mode, padding_mode):  # type: ignore[arg-type]
+            if not arrays:
+                arrays = [np.empty((o.shape[0], *(r.stop - r.start for r in region)), np.float32) for o in outputs]
+            for array, output in zip(arrays, outputs, strict=True):
+                array[:, z0 : z0 + output.shape[1]] = output.numpy()
+    return tuple(arrays)

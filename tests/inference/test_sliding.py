@@ -15,10 +15,10 @@ from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.inference.sliding import (
     blend_region,
     count_windows,
-    sliding_window_predict,
     window_context,
     window_starts,
 )
+from tests.inference.conftest import blend
 
 
 def monai_starts(length: int, window: int, overlap: float) -> list[int]:
@@ -64,8 +64,8 @@ def test_blockwise_equals_whole_volume_everywhere() -> None:
         out = torch.zeros_like(whole)
         for _, block in grid.blocks():
             ctx = window_context(block, image.shape, window, overlap)
-            (pred,) = sliding_window_predict(image[ctx.slices], net, window, overlap, 2, "gaussian")
-            out[(slice(None), *block.slices)] = pred[(slice(None), *block.relative_to(ctx))]
+            (pred,) = blend(image[ctx.slices].numpy(), net, window, overlap, 2, block.relative_to(ctx))
+            out[(slice(None), *block.slices)] = torch.from_numpy(pred)
     torch.testing.assert_close(out, whole, atol=1e-5, rtol=1e-5)
 
 
@@ -74,8 +74,8 @@ def test_small_volume_is_padded_like_monai() -> None:
     image = torch.rand(6, 20, 9)
     with torch.inference_mode():
         whole = sliding_window_inference(image[None, None], (8, 8, 8), 1, net, 0.5, padding_mode="reflect")[0]
-        (ours,) = sliding_window_predict(image.numpy(), net, (8, 8, 8), 0.5, 1, "constant", "reflect")
-    np.testing.assert_allclose(ours.numpy(), whole.numpy(), atol=1e-6)
+        (ours,) = blend(image.numpy(), net, (8, 8, 8), 0.5, 1, mode="constant", padding_mode="reflect")
+    np.testing.assert_allclose(ours, whole.numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize(

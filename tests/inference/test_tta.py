@@ -8,10 +8,9 @@ import torch
 
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.inference.predictor import WindowPredictor
-from pipeline_lib.inference.sliding import sliding_window_predict
 from pipeline_lib.inference.tta import Combiner, Variant, inverse_plan, invert, variants
 from pipeline_lib.targets import affinities
-from tests.inference.conftest import LONG, SHORT, Oracle, random_labels
+from tests.inference.conftest import LONG, SHORT, Oracle, blend, random_labels
 
 ALL = variants(["z", "y", "x"], transpose=True)
 
@@ -79,8 +78,7 @@ def test_combined_sliding_window_equals_unaugmented(offsets: list[list[int]], co
 
     def run(vs: list[Variant]) -> np.ndarray:
         predictor = WindowPredictor([oracle], offsets, vs, combine)  # type: ignore[arg-type]
-        with torch.inference_mode():
-            return sliding_window_predict(labels, predictor, window, overlap, 4)[0].numpy()
+        return blend(labels, predictor, window, overlap, 4)[0]
 
     plain = run([Variant()])
     np.testing.assert_array_equal(run(ALL), plain)
