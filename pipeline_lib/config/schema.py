@@ -29,6 +29,12 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
+def schema_defaults(section: str) -> dict[str, Any]:
+    """The default of every key of config section ``section`` (as in ``config.schema.yaml``)."""
+    properties = load_schema("config")["properties"][section]["properties"]
+    return {key: copy.deepcopy(node["default"]) for key, node in properties.items() if "default" in node}
+
+
 def _fill_defaults(validator_class: Any) -> Any:
     validate_properties = validator_class.VALIDATORS["properties"]
 

@@ -3,7 +3,8 @@
 Steps (each a Snakemake job or a group of block jobs, like prediction):
 
 1. :func:`prepare_decoding` creates ``<out>.partial`` with an empty ``segmentation`` (uint64,
-   zstd level 1) and the folders for the block jobs;
+   bit-shuffled LZ4; the stitch narrows it to uint32 when the ids fit) and the folders for
+   the block jobs;
 2. :func:`decode_blocks` decodes blocks independently and, per block ``i``, writes
 
    - ``<partial>/block_labels/<i>.npy``: the block's own region with block-local ids
@@ -82,6 +83,7 @@ from pipeline_lib.decoding.stitching import face_planes, halo_slabs, small_objec
 from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.io.volumes import (
     SEGMENTATION,
+    SEGMENTATION_CODEC,
     create_array,
     open_array,
     partial_path,
@@ -93,8 +95,6 @@ from pipeline_lib.io.volumes import (
 from pipeline_lib.provenance import provenance
 
 log = logging.getLogger(__name__)
-
-SEGMENTATION_COMPRESSION = {"name": "zstd", "configuration": {"level": 1, "checksum": False}}
 
 
 def prepare_decoding(
@@ -125,7 +125,7 @@ def prepare_decoding(
         np.uint64,
         settings.chunk_shape,
         voxel_size(affinities_store, AFFINITIES),
-        compressors=SEGMENTATION_COMPRESSION,
+        compressors=SEGMENTATION_CODEC,
     )
     set_store_attrs(partial, {"provenance": record, "affinities_provenance": source})
     _make_folders(partial)

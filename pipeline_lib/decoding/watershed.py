@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cc3d
 import fastremap
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter
 from skimage.segmentation import watershed
 
-from pipeline_lib.decoding.connected_components import MINUS_BIT, nearest_neighbour_channels
+from pipeline_lib.decoding.connected_components import graph_from_edges, label_graph, nearest_neighbour_channels
 
 
 def mean_affinity(affinities: NDArray[np.floating], offsets: Sequence[Sequence[int]]) -> NDArray[np.float32]:
@@ -49,14 +48,15 @@ def seeds(
 ) -> NDArray[np.uint32]:
     """Seed labels 1..n (0 elsewhere); see the module docstring."""
     inside = mean_affinity(affinities, offsets) > threshold
-    graph = np.zeros(inside.shape, dtype=np.uint8)
+    edges = []
     for axis, channel in enumerate(nearest_neighbour_channels(offsets)):
         upper = [slice(None)] * 3
         lower = [slice(None)] * 3
         upper[axis], lower[axis] = slice(1, None), slice(None, -1)
-        edge = (affinities[channel][tuple(upper)] > threshold) & inside[tuple(upper)] & inside[tuple(lower)]
-        graph[tuple(upper)] |= edge.astype(np.uint8) * np.uint8(MINUS_BIT[axis])
-    labels = cc3d.color_connectivity_graph(graph, connectivity=6).astype(np.uint32)
+        below_inside = np.zeros_like(inside)  # inside[v - e_a] at v
+        below_inside[tuple(upper)] = inside[tuple(lower)]
+        edges.append((affinities[channel] > threshold) & inside & below_inside)
+    labels, _ = label_graph(graph_from_edges(edges))
     labels[~inside] = 0
     ids, counts = fastremap.unique(labels, return_counts=True)
     small = ids[(counts < seed_min_size) & (ids != 0)]

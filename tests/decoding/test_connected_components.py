@@ -8,7 +8,14 @@ from decoding_helpers import NN_OFFSETS, decode_settings, read_segmentation, sam
 
 from pipeline_lib.decoding import decode_volume
 from pipeline_lib.decoding.affinity_io import as_float
-from pipeline_lib.decoding.connected_components import affinity_graph, connected_components, edges_above, uint8_cutoff
+from pipeline_lib.decoding.connected_components import (
+    affinity_graph,
+    connected_components,
+    edges_above,
+    graph_from_edges,
+    label_graph,
+    uint8_cutoff,
+)
 from pipeline_lib.decoding.registry import decode_array, decoder_settings
 from pipeline_lib.evaluation import evaluate_arrays
 from pipeline_lib.targets import affinities
@@ -26,6 +33,33 @@ def test_edge_stored_at_v_joins_v_and_v_minus_one(axis: int) -> None:
     line[[1, 3]] = 1.0
     labels = np.moveaxis(connected_components(affs, NN_OFFSETS, 0.5), axis, 0).ravel()
     assert labels[0] == labels[1] != labels[2] == labels[3]
+
+
+def test_label_graph_equals_scipy_components_in_c_ordered_zyx_labels() -> None:
+    # An asymmetric shape catches a transposed result; scipy's sparse-graph components over the
+    # explicit edge list are the independent reference (edge at v joins v and v - e_a).
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    shape = (3, 4, 5)
+    rng = np.random.default_rng(3)
+    edges = [rng.random(shape) < 0.3 for _ in range(3)]
+    labels, n = label_graph(graph_from_edges(edges))
+    assert labels.shape == shape and labels.flags.c_contiguous
+    index = np.arange(np.prod(shape)).reshape(shape)
+    rows, cols = [], []
+    for axis, edge in enumerate(edges):
+        upper = [slice(None)] * 3
+        lower = [slice(None)] * 3
+        upper[axis], lower[axis] = slice(1, None), slice(None, -1)
+        on = edge[tuple(upper)]
+        rows.append(index[tuple(upper)][on])
+        cols.append(index[tuple(lower)][on])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r)), (r, c)), shape=(index.size, index.size))
+    n_reference, reference = scipy_components(graph, directed=False)
+    assert n == n_reference
+    assert same_partition(labels.ravel(), reference + 1)  # cc3d labels every voxel, from 1
 
 
 def test_channel_order_follows_offsets_not_position() -> None:

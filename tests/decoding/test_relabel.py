@@ -12,7 +12,7 @@ from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
 from pipeline_lib.decoding.partial_store import SCRATCH, relabel_marker, stitch_dir
 from pipeline_lib.decoding.registry import decoder_settings
-from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
+from pipeline_lib.decoding.relabel import _narrow_segmentation, finish_decoding, relabel_blocks, stitch_blocks
 from pipeline_lib.geometry import BlockGrid, split_jobs
 from pipeline_lib.io.volumes import open_array, partial_path, store_attrs
 
@@ -37,6 +37,16 @@ def _decode_and_stitch(affs: Path, out: Path, decoder: DecoderSettings) -> Path:
     decode_blocks(affs, out, range(len(GRID)), decoder, SETTINGS)
     stitch_blocks(out, decoder, SETTINGS)
     return partial
+
+
+def test_segmentation_is_uint32_when_the_ids_fit_and_stays_uint64_otherwise(tmp_path: Path, affs: Path) -> None:
+    out = tmp_path / "seg.zarr"
+    decode_volume(affs, out, _decoder(), SETTINGS)
+    assert open_array(out, "segmentation").dtype == np.uint32
+    assert read_segmentation(out).max() == store_attrs(out)["provenance"]["n_objects"] > 0
+    partial = prepare_decoding(affs, tmp_path / "big.zarr", _decoder(), SETTINGS)
+    _narrow_segmentation(partial, 2**32)  # ids 1..2**32 do not fit in uint32
+    assert open_array(partial, "segmentation").dtype == np.uint64
 
 
 def _chunk_mtimes(partial: Path) -> dict[Path, int]:
