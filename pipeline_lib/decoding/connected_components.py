@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import cc3d
-import fastremap
 import numpy as np
 from numpy.typing import NDArray
 
@@ -134,9 +133,7 @@ def label_block(edges: Sequence[NDArray[np.bool_]], open_faces: Sequence[tuple[b
     One-voxel components are background unless they lie on a plane facing a neighbour.
     """
     raw, n = label_graph(graph_from_edges(edges))
-    ids, sizes = fastremap.unique(raw, return_counts=True)
-    counts = np.zeros(n + 1, dtype=np.int64)
-    counts[ids] = sizes
+    counts = np.bincount(raw.ravel(), minlength=n + 1)  # cc3d's ids are 1..n
     keep = counts > 1
     for axis, (below, above) in enumerate(open_faces):
         for at, is_open in ((0, below), (-1, above)):
@@ -152,8 +149,8 @@ def label_block(edges: Sequence[NDArray[np.bool_]], open_faces: Sequence[tuple[b
     table: NDArray[np.unsignedinteger] = (np.cumsum(keep) * keep).astype(dtype)
     crossing = tuple(plane(edge, axis, 0) for axis, edge in enumerate(edges))
     z, y, x = crossing
-    labels: NDArray[np.unsignedinteger] = table[raw]
-    return BlockLabels(labels, counts[keep], (z, y, x))
+    labels: NDArray[np.unsignedinteger] = np.take(table, raw)  # faster than table[raw] here
+    return BlockLabels(labels, counts[keep].astype(np.int64), (z, y, x))
 
 
 def connected_components(
