@@ -5,9 +5,9 @@ Comparisons (each one JSON line on stdout; the last line summarises):
 1. ``blockwise_vs_monai``: :func:`pipeline_lib.inference.predict.predict_volume` (zarr in,
    blocks of ``--block`` with their window contexts, uint8 zarr out) against the baseline:
    read the whole image into memory, MONAI ``sliding_window_inference`` over it (same
-   model, window, overlap, batch size, Gaussian blending), write the same uint8 zarr. Each
-   runs in a fresh subprocess; time excludes interpreter start and imports, includes model
-   loading, reading and writing. Peak memory is the child's ``VmHWM`` (Linux
+   model, window, overlap, batch size, Gaussian blending), write the same uint8 zarr (same
+   chunks and codec). Each runs in a fresh subprocess; time excludes interpreter start and
+   imports, includes model loading, reading and writing. Peak memory is the child's ``VmHWM`` (Linux
    ``ru_maxrss`` would include the parent's pages across fork + exec; both are reported).
    Both sides load the checkpoint with the same ``load_model`` and import torch and MONAI,
    a shared floor of ~400 MB; the rest is what each side holds while predicting.
@@ -78,7 +78,7 @@ def child(args: argparse.Namespace) -> None:
 
         from pipeline_lib.inference.predict import AFFINITIES, load_model
         from pipeline_lib.inference.storage import encode_affinities
-        from pipeline_lib.io.volumes import create_array, normalize_image, open_array, voxel_size
+        from pipeline_lib.io.volumes import AFFINITY_CODEC, create_array, normalize_image, open_array, voxel_size
 
         model, predict = settings(args)
         start = time.perf_counter()
@@ -103,6 +103,7 @@ def child(args: argparse.Namespace) -> None:
             np.uint8,
             (affs.shape[0], *predict.chunk_shape),
             voxel_size(work / "volume.zarr", "image"),
+            compressors=AFFINITY_CODEC,  # the same stored form as ours
         )
         target[...] = affs
         seconds = time.perf_counter() - start
@@ -171,12 +172,14 @@ def write_inputs(args: argparse.Namespace, work: Path) -> None:
 
 
 def main() -> None:
+    from pipeline_lib.config.schema import schema_defaults
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=[128, 512, 512])
     parser.add_argument("--window", type=int, nargs=3, default=[16, 64, 64], help="the default model's patch_shape")
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--block", type=int, nargs=3, default=[128, 256, 256])
-    parser.add_argument("--chunk", type=int, nargs=3, default=[32, 64, 64])
+    parser.add_argument("--chunk", type=int, nargs=3, default=schema_defaults("predict")["chunk_shape"])
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads per run (2 threads on a busy 2-core machine are erratic)"
