@@ -2,9 +2,8 @@
 
 Steps (each a Snakemake job or a group of block jobs, like prediction):
 
-1. :func:`prepare_decoding` creates ``<out>.partial`` with an empty ``segmentation`` (uint64,
-   bit-shuffled LZ4; the stitch narrows it to uint32 when the ids fit) and the folders for
-   the block jobs;
+1. :func:`prepare_decoding` creates ``<out>.partial`` with an empty ``segmentation``
+   (:func:`segmentation_dtype`, bit-shuffled LZ4) and the folders for the block jobs;
 2. :func:`decode_blocks` decodes blocks independently and, per block ``i``, writes
 
    - ``<partial>/block_labels/<i>.npy``: the block's own region with block-local ids
@@ -64,8 +63,9 @@ the table slices of a job's blocks (the table is memory-mapped).
 from __future__ import annotations
 
 import logging
+import math
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,15 @@ from pipeline_lib.provenance import provenance
 log = logging.getLogger(__name__)
 
 
+def segmentation_dtype(shape: Sequence[int]) -> type[np.unsignedinteger]:
+    """``uint32`` when a volume of ``shape`` has fewer than 2**32 voxels, else ``uint64``.
+
+    A volume has at most as many objects as voxels, so the final consecutive ids always fit;
+    uint32 halves the bytes that relabelling writes and every later stage reads.
+    """
+    return np.uint32 if math.prod(shape) < 2**32 else np.uint64
+
+
 def prepare_decoding(
     affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
 ) -> Path:
@@ -122,7 +131,7 @@ def prepare_decoding(
         partial,
         SEGMENTATION,
         shape,
-        np.uint64,
+        segmentation_dtype(shape),
         settings.chunk_shape,
         voxel_size(affinities_store, AFFINITIES),
         compressors=SEGMENTATION_CODEC,
@@ -240,6 +249,7 @@ def decode_volume(
 
 __all__ = [
     "decode_blocks",
+    "segmentation_dtype",
     "decode_volume",
     "finish_decoding",
     "prepare_decoding",

@@ -3,10 +3,9 @@
 - :func:`stitch_blocks` (one job) reads the block records (and, for overlap stitching only,
   faces of the block labels), joins objects across block faces (union–find), handles small
   objects by their global sizes (merging them by global contact counts and first voxels
-  summed from the records, :mod:`~pipeline_lib.decoding.stitching`), narrows the still
-  empty ``segmentation`` to ``uint32`` when the object count fits (``DESIGN.md``: half the
-  bytes to write and read) and publishes the stitch table, the final id of every
-  block-local id (:mod:`~pipeline_lib.decoding.partial_store`);
+  summed from the records, :mod:`~pipeline_lib.decoding.stitching`) and publishes the
+  stitch table, the final id of every block-local id
+  (:mod:`~pipeline_lib.decoding.partial_store`);
 - :func:`relabel_blocks` (block jobs, grouped like the decode block jobs) writes blocks of
   ``segmentation`` from their local labels and the table, then a marker per block;
 - :func:`finish_decoding` (one job) checks that every block is relabelled, records the
@@ -53,17 +52,7 @@ from pipeline_lib.decoding.stitching import (
     small_components,
 )
 from pipeline_lib.geometry import BlockGrid
-from pipeline_lib.io.volumes import (
-    SEGMENTATION,
-    SEGMENTATION_CODEC,
-    commit,
-    create_array,
-    open_array,
-    partial_path,
-    set_store_attrs,
-    store_attrs,
-    voxel_size,
-)
+from pipeline_lib.io.volumes import SEGMENTATION, commit, open_array, partial_path, set_store_attrs, store_attrs
 from pipeline_lib.progress import progress
 
 log = logging.getLogger(__name__)
@@ -179,7 +168,6 @@ def stitch_blocks(output: str | Path, decoder: DecoderSettings, settings: Decode
         raise RuntimeError(f"{partial}: blocks {_listed(missing)} were not decoded; rerun the workflow to decode them")
     final, starts = _final_table(partial, grid, decoder)
     n_objects = int(final.max(initial=0))
-    _narrow_segmentation(partial, n_objects)  # before the table: no block is written yet
     tmp = table.with_name(f"{table.name}.tmp")
     if tmp.exists():  # left by an interrupted stitch
         shutil.rmtree(tmp)
@@ -190,21 +178,6 @@ def stitch_blocks(output: str | Path, decoder: DecoderSettings, settings: Decode
     os.rename(tmp, table)
     log.info("stitched %d blocks into %d objects", len(grid), n_objects)
     return n_objects
-
-
-def _narrow_segmentation(partial: Path, n_objects: int) -> None:
-    """Recreate the empty uint64 ``segmentation`` as uint32 when ``n_objects`` ids fit in it."""
-    segmentation = _segmentation(partial)
-    if n_objects < 2**32 and segmentation.dtype != np.uint32:
-        create_array(
-            partial,
-            SEGMENTATION,
-            segmentation.shape,
-            np.uint32,
-            segmentation.chunks,
-            voxel_size(partial, SEGMENTATION),
-            compressors=SEGMENTATION_CODEC,
-        )
 
 
 def _n_objects(partial: Path) -> int:
@@ -238,7 +211,7 @@ def relabel_blocks(output: str | Path, block_ids: Iterable[int], settings: Decod
             log.info("block %d already relabelled", block_id)
             continue
         lookup = np.concatenate([np.zeros(1, dtype=np.uint64), final[starts[block_id] : starts[block_id + 1]]])
-        lookup = lookup.astype(segmentation.dtype, copy=False)  # ids fit: the stitch chose the dtype
+        lookup = lookup.astype(segmentation.dtype, copy=False)  # fits: fewer ids than voxels (segmentation_dtype)
         segmentation[grid.block(block_id).slices] = lookup[np.load(labels_path(partial, block_id))]
         marker.touch()  # after the block: a block without marker is rewritten on rerun
         done.append(block_id)

@@ -214,7 +214,7 @@ def small_object_record(
     present at least once.
     """
     block = grid.block(block_id)
-    # the first occurrence in the block's C order (fastremap follows the memory order: cc3d's labels are F)
+    # the first occurrence in the block's C order (fastremap follows the memory order, so C-contiguous)
     ids, first_index = fastremap.unique(np.ascontiguousarray(labels), return_index=True)
     keep = ids != 0
     local = np.unravel_index(first_index[keep], block.shape)

@@ -10,9 +10,10 @@ from decoding_helpers import NN_OFFSETS, decode_settings, read_segmentation, wri
 
 from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
+from pipeline_lib.decoding.blockwise import segmentation_dtype
 from pipeline_lib.decoding.partial_store import SCRATCH, relabel_marker, stitch_dir
 from pipeline_lib.decoding.registry import decoder_settings
-from pipeline_lib.decoding.relabel import _narrow_segmentation, finish_decoding, relabel_blocks, stitch_blocks
+from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
 from pipeline_lib.geometry import BlockGrid, split_jobs
 from pipeline_lib.io.volumes import open_array, partial_path, store_attrs
 
@@ -39,14 +40,13 @@ def _decode_and_stitch(affs: Path, out: Path, decoder: DecoderSettings) -> Path:
     return partial
 
 
-def test_segmentation_is_uint32_when_the_ids_fit_and_stays_uint64_otherwise(tmp_path: Path, affs: Path) -> None:
+def test_segmentation_is_uint32_below_2_32_voxels_else_uint64(tmp_path: Path, affs: Path) -> None:
     out = tmp_path / "seg.zarr"
     decode_volume(affs, out, _decoder(), SETTINGS)
     assert open_array(out, "segmentation").dtype == np.uint32
     assert read_segmentation(out).max() == store_attrs(out)["provenance"]["n_objects"] > 0
-    partial = prepare_decoding(affs, tmp_path / "big.zarr", _decoder(), SETTINGS)
-    _narrow_segmentation(partial, 2**32)  # ids 1..2**32 do not fit in uint32
-    assert open_array(partial, "segmentation").dtype == np.uint64
+    assert segmentation_dtype((2**11, 2**11, 2**10 - 1)) == np.uint32  # 2**32 - 2**22 voxels
+    assert segmentation_dtype((2**11, 2**11, 2**10)) == np.uint64  # 2**32 voxels: ids up to 2**32
 
 
 def _chunk_mtimes(partial: Path) -> dict[Path, int]:
