@@ -33,9 +33,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
+import cc3d
 import numpy as np
 
 from pipeline_lib.config import DecodeSettings, build
@@ -48,7 +51,7 @@ from pipeline_lib.decoding.connected_components import affinity_graph
 from pipeline_lib.decoding.registry import decoder_settings
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
 from pipeline_lib.geometry import split_jobs
-from pipeline_lib.io.volumes import AFFINITY_CODEC, create_array, open_array
+from pipeline_lib.io.volumes import FAST_ZSTD, create_array, open_array
 
 OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
 DECODE = build(DecodeSettings, schema_defaults("decode"))
@@ -88,7 +91,7 @@ def write_store(path: Path, affs: np.ndarray) -> Path:
         (3, *AFFINITY_CHUNK),
         (8.0, 8.0, 8.0),
         attrs={"offsets": OFFSETS, "encoding": "uint8"},
-        compressors=AFFINITY_CODEC,  # as predict writes them
+        compressors=FAST_ZSTD,  # as predict writes them
     )
     array[...] = affs
     return path
@@ -100,13 +103,13 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:  # type: ignore[no
     return time.perf_counter() - start, result
 
 
-def best_of(repeat: int, function, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-    """The least wall seconds of ``repeat`` calls (a function returning seconds is taken at its word)."""
-    times = []
-    for _ in range(repeat):
-        seconds, result = timed(function, *args, **kwargs)
-        times.append(result if isinstance(result, float) else seconds)
-    return min(times)
+def best_of(repeat: int, measure: Callable[[], float]) -> float:
+    """The least of ``repeat`` measurements (seconds)."""
+    return min(measure() for _ in range(repeat))
+
+
+def cc3d_seconds(graph: np.ndarray) -> float:
+    return timed(cc3d.color_connectivity_graph, graph, connectivity=6)[0]
 
 
 def pipeline_seconds(store: Path, out: Path, entry: dict) -> float:
@@ -183,16 +186,16 @@ def main() -> None:
         quarter = write_store(work / "quarter.zarr", np.ascontiguousarray(affs[:, : shape[0] // 4]))
 
         graph = affinity_graph(affs, OFFSETS, 0.5)
-        import cc3d
+        cc = {"method": "connected_components"}
 
         # cc3d labels in Fortran order: ``graph.T`` is the graph in that layout (no copy), a
         # C-ordered copy of it is copied to Fortran order by cc3d first. The floor is the faster.
-        floor = best_of(args.repeat, cc3d.color_connectivity_graph, graph.T, connectivity=6)
+        floor = best_of(args.repeat, partial(cc3d_seconds, graph.T))
         c_ordered = np.ascontiguousarray(graph.T)
-        floor_c_order = best_of(args.repeat, cc3d.color_connectivity_graph, c_ordered, connectivity=6)
+        floor_c_order = best_of(args.repeat, partial(cc3d_seconds, c_ordered))
         del c_ordered
         del graph
-        ours = best_of(args.repeat, pipeline_seconds, full, work / "cc.zarr", {"method": "connected_components"})
+        ours = best_of(args.repeat, partial(pipeline_seconds, full, work / "cc.zarr", cc))
         lines.append(
             {
                 "name": f"cc_decode_{mvox:g}Mvox",
@@ -204,9 +207,7 @@ def main() -> None:
             }
         )
         print(json.dumps(lines[-1]), flush=True)
-        ours_2 = best_of(
-            args.repeat, parallel_pipeline_seconds, full, work / "cc2.zarr", {"method": "connected_components"}, 2
-        )
+        ours_2 = best_of(args.repeat, partial(parallel_pipeline_seconds, full, work / "cc2.zarr", cc, workers=2))
         lines.append(
             {
                 "name": f"cc_decode_{mvox:g}Mvox_2proc",

@@ -78,7 +78,7 @@ def child(args: argparse.Namespace) -> None:
 
         from pipeline_lib.inference.predict import AFFINITIES, load_model
         from pipeline_lib.inference.storage import encode_affinities
-        from pipeline_lib.io.volumes import AFFINITY_CODEC, create_array, normalize_image, open_array, voxel_size
+        from pipeline_lib.io.volumes import FAST_ZSTD, create_array, normalize_image, open_array, voxel_size
 
         model, predict = settings(args)
         start = time.perf_counter()
@@ -103,7 +103,7 @@ def child(args: argparse.Namespace) -> None:
             np.uint8,
             (affs.shape[0], *predict.chunk_shape),
             voxel_size(work / "volume.zarr", "image"),
-            compressors=AFFINITY_CODEC,  # the same stored form as ours
+            compressors=FAST_ZSTD,  # the same stored form as ours
         )
         target[...] = affs
         seconds = time.perf_counter() - start

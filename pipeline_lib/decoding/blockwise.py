@@ -3,7 +3,7 @@
 Steps (each a Snakemake job or a group of block jobs, like prediction):
 
 1. :func:`prepare_decoding` creates ``<out>.partial`` with an empty ``segmentation``
-   (:func:`segmentation_dtype`, bit-shuffled LZ4) and the folders for the block jobs;
+   (:func:`segmentation_dtype`, zstd level 1) and the folders for the block jobs;
 2. :func:`decode_blocks` decodes blocks independently and, per block ``i``, writes
 
    - ``<partial>/block_labels/<i>.npy``: the block's own region with block-local ids
@@ -82,8 +82,8 @@ from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitc
 from pipeline_lib.decoding.stitching import face_planes, halo_slabs, small_object_record
 from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.io.volumes import (
+    FAST_ZSTD,
     SEGMENTATION,
-    SEGMENTATION_CODEC,
     create_array,
     open_array,
     partial_path,
@@ -134,7 +134,7 @@ def prepare_decoding(
         segmentation_dtype(shape),
         settings.chunk_shape,
         voxel_size(affinities_store, AFFINITIES),
-        compressors=SEGMENTATION_CODEC,
+        compressors=FAST_ZSTD,
     )
     set_store_attrs(partial, {"provenance": record, "affinities_provenance": source})
     _make_folders(partial)

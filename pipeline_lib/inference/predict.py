@@ -59,7 +59,7 @@ from pipeline_lib.inference.storage import RowWriter, encode_affinities
 from pipeline_lib.inference.tta import variants
 from pipeline_lib.io.volumes import (
     AFFINITIES,
-    AFFINITY_CODEC,
+    FAST_ZSTD,
     atomic_file,
     commit,
     create_array,
@@ -226,7 +226,7 @@ def prepare_prediction(
     vs = voxel_size(volume, "image")
     offsets = [list(o) for o in model.offsets]
     attrs: dict[str, Any] = {"offsets": offsets, "encoding": settings.dtype}
-    create_array(partial, AFFINITIES, shape, settings.dtype, chunks, vs, attrs=attrs, compressors=AFFINITY_CODEC)
+    create_array(partial, AFFINITIES, shape, settings.dtype, chunks, vs, attrs=attrs, compressors=FAST_ZSTD)
     if settings.mc_dropout_samples > 0:
         attrs = {"offsets": offsets, "encoding": "variance"}
         create_array(partial, UNCERTAINTY, shape, np.float16, chunks, vs, attrs=attrs)
