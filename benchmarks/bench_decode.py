@@ -8,7 +8,8 @@ Comparisons (each one JSON line on stdout; the last line summarises):
    floor: ``cc3d.color_connectivity_graph`` labelling the same thresholded graph in memory
    (graph construction not timed), laid out in Fortran order as cc3d works (the C-order time,
    which includes cc3d's copy to Fortran order, is printed beside it). Each side is the best
-   of ``--repeat`` runs.
+   of ``--repeat`` runs. ``cc_decode_steps``: the seconds of each step of the serial pipeline
+   (prepare, decode blocks, stitch, relabel blocks, finish), the best of ``--repeat`` runs each.
    ``cc_2proc``: the same pipeline with the decode block jobs and the relabel block jobs
    (``blocks_per_job`` blocks each) run by 2 worker processes, as ``snakemake --cores 2``
    runs them; prepare, the (single-process) stitch and the finish are timed too. Reported
@@ -118,6 +119,22 @@ def pipeline_seconds(store: Path, out: Path, entry: dict) -> float:
     return seconds
 
 
+def step_seconds(store: Path, out: Path, entry: dict) -> dict[str, float]:
+    """Wall seconds of each blockwise step of one serial run (what ``decode_volume`` does)."""
+    decoder = decoder_settings(entry)
+    n_blocks = len(decode_grid(open_array(store, AFFINITIES).shape[1:], DECODE))
+    steps = {
+        "prepare": lambda: prepare_decoding(store, out, decoder, DECODE),
+        "decode_blocks": lambda: decode_blocks(store, out, range(n_blocks), decoder, DECODE),
+        "stitch": lambda: stitch_blocks(out, decoder, DECODE),
+        "relabel_blocks": lambda: relabel_blocks(out, range(n_blocks), DECODE),
+        "finish": lambda: finish_decoding(out, DECODE),
+    }
+    seconds = {name: timed(step)[0] for name, step in steps.items()}
+    shutil.rmtree(out)
+    return seconds
+
+
 def _decode_job(store: Path, out: Path, blocks: range, entry: dict) -> None:
     decode_blocks(store, out, blocks, decoder_settings(entry), DECODE)
 
@@ -207,6 +224,9 @@ def main() -> None:
             }
         )
         print(json.dumps(lines[-1]), flush=True)
+        runs = [step_seconds(full, work / "steps.zarr", cc) for _ in range(args.repeat)]
+        steps = {name: round(min(run[name] for run in runs), 3) for name in runs[0]}
+        print(json.dumps({"name": "cc_decode_steps", "seconds_best_of_each": steps}), flush=True)
         ours_2 = best_of(args.repeat, partial(parallel_pipeline_seconds, full, work / "cc2.zarr", cc, workers=2))
         lines.append(
             {

@@ -35,11 +35,11 @@ SCALE0 = "s0"
 AFFINITIES = "affinities"
 SEGMENTATION = "segmentation"
 
-# Codec of the arrays that the stages write and read in bulk (affinities, segmentations):
-# zstd level 1 instead of zarr's default level 3 writes affinities 2.4x faster and reads them
-# 1.2x faster at 5 % more bytes; LZ4 would read them 1.6x faster still but stores predicted
-# affinities at 1.5x instead of 2x compression, and bit-shuffled LZ4 stores segmentations 4x
-# larger (``benchmarks/bench_codecs.py``, README).
+# Codec of the arrays that the stages write and read in bulk (affinities, segmentations).
+# zstd level 1 writes them about 2x faster than zarr's default level 3 and reads them as fast,
+# at the same size. LZ4 reads affinities about 1.8x faster but stores predicted affinities
+# 1.3x larger (1.7x noisy ones), and bit-shuffled LZ4 stored a segmentation 4.5x larger
+# (``benchmarks/bench_codecs.py``, figures in the README).
 FAST_ZSTD = ZstdCodec(level=1, checksum=False)
 
 
