@@ -212,7 +212,7 @@ def relabel_blocks(output: str | Path, block_ids: Iterable[int], settings: Decod
             continue
         lookup = np.concatenate([np.zeros(1, dtype=np.uint64), final[starts[block_id] : starts[block_id + 1]]])
         lookup = lookup.astype(segmentation.dtype, copy=False)  # fits: fewer ids than voxels (segmentation_dtype)
-        segmentation[grid.block(block_id).slices] = lookup[np.load(labels_path(partial, block_id))]
+        segmentation[grid.block(block_id).slices] = np.take(lookup, np.load(labels_path(partial, block_id)))
         marker.touch()  # after the block: a block without marker is rewritten on rerun
         done.append(block_id)
     log.info("relabelled %d of %d blocks", len(done), len(block_ids))
