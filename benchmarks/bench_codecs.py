@@ -9,8 +9,8 @@ with what it wrote before:
    default chunks; LZ4 (blosc) with the same chunks; zarr's default codec (zstd level 3)
    with the same chunks and with 32x64x64 chunks (what predict wrote before).
 2. ``segmentation``: writing it block by block as the relabel jobs do: uint32, zstd level 1,
-   one chunk per decode block (the pipeline's choice); the same with bit-shuffled LZ4; and
-   what it wrote before: uint64, zstd level 1, 32x64x64 chunks.
+   one chunk per decode block (the pipeline's choice); the same with bit-shuffled LZ4; the
+   same with 32x64x64 chunks; and what it wrote before: uint64, zstd level 1, 32x64x64 chunks.
 
 Every candidate reports seconds (best of ``--repeat``) and its compressed size. The
 affinities are those of ``bench_decode.py`` (synthetic cells with noise), or, with
@@ -134,6 +134,7 @@ def main() -> None:
         for label, dtype, chunks, codec in [
             ("ours_uint32_zstd1", np.uint32, block_chunk, FAST_ZSTD),
             ("uint32_lz4_bitshuffle", np.uint32, block_chunk, BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")),
+            ("uint32_zstd1_small_chunks", np.uint32, BEFORE_CHUNK, FAST_ZSTD),
             ("before_uint64_zstd1", np.uint64, BEFORE_CHUNK, FAST_ZSTD),
         ]:
             path = work / f"{label}.zarr"

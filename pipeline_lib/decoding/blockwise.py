@@ -249,11 +249,11 @@ def decode_volume(
 
 __all__ = [
     "decode_blocks",
-    "segmentation_dtype",
     "decode_volume",
     "finish_decoding",
     "prepare_decoding",
     "relabel_blocks",
+    "segmentation_dtype",
     "stitch_and_relabel",
     "stitch_blocks",
 ]

@@ -26,11 +26,12 @@ from numpy.typing import NDArray
 from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.errors import ConfigError
 
-# cc3d labels in Fortran order and first copies a graph in any other layout to it (0.1 s per
-# 62.5 Mvoxel here). So graphs are built as C-ordered (z, y, x) arrays and cc3d labels their
-# transpose (x, y, z), which is Fortran-ordered without a copy (:func:`label_graph`). Its
-# axes are reversed, so the bit linking voxel v to v - e_a for numpy axis a of (z, y, x) is
-# cc3d's minus-direction bit of its axis 2 - a (cc3d: axis 0 -> 2, axis 1 -> 8, axis 2 -> 32).
+# cc3d labels in Fortran order and first copies a graph in any other layout to it (0.13-0.2 s
+# per 62.5 Mvoxel here, ``benchmarks/bench_decode.py``). So graphs are built as C-ordered
+# (z, y, x) arrays and cc3d labels their transpose (x, y, z), which is Fortran-ordered
+# without a copy (:func:`label_graph`). Its axes are reversed, so the bit linking voxel v to
+# v - e_a for numpy axis a of (z, y, x) is cc3d's minus-direction bit of its axis 2 - a
+# (cc3d: axis 0 -> 2, axis 1 -> 8, axis 2 -> 32).
 MINUS_BIT = (32, 8, 2)
 
 
