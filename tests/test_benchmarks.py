@@ -1,0 +1,53 @@
+"""Smoke runs of the decoding benchmarks on tiny volumes: they run, and print what the README reads.
+
+Timings are not asserted (this machine is shared and noisy); the contract is the output: JSON
+lines, the last one a summary with ``name``, ``seconds_ours``, ``seconds_baseline``,
+``ratio`` and a peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_benchmark(script: str, *args: str) -> list[dict]:
+    command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def check_summary(summary: dict, name: str) -> None:
+    assert summary["name"] == name
+    assert summary["seconds_ours"] > 0 and summary["seconds_baseline"] >= 0
+    assert summary["ratio"] > 0
+    assert summary["peak_rss_mb"] > 0
+
+
+@pytest.mark.parametrize("extra", [[], ["--skip-waterz"]])
+def test_bench_decode_prints_every_comparison_and_the_serial_steps(extra: list[str]) -> None:
+    lines = run_benchmark("bench_decode.py", "--shape", "32", "64", "64", "--tile", "32", "--repeat", "1", *extra)
+    names = [line["name"] for line in lines]
+    expected = ["cc_decode_0.131072Mvox", "cc_decode_steps", "cc_decode_0.131072Mvox_2proc"]
+    expected += [] if extra else ["waterz_decode_0.131072Mvox"]
+    assert names == [*expected, "blockwise_cc_peak_rss_4x_vs_1x", "bench_decode"]
+    steps = lines[1]["seconds_best_of_each"]
+    assert list(steps) == ["prepare", "decode_blocks", "stitch", "relabel_blocks", "finish"]
+    check_summary(lines[-1], "bench_decode")
+    assert (lines[-1]["waterz_ratio"] is None) == bool(extra)
+
+
+def test_bench_codecs_measures_each_candidate() -> None:
+    lines = run_benchmark("bench_codecs.py", "--shape", "32", "128", "128", "--repeat", "1")
+    by_name = {line["name"]: line for line in lines}
+    assert by_name["affinities_ours_zstd1"]["chunks"] == [32, 128, 128]  # predict's default chunk shape
+    assert by_name["segmentation_ours_uint32_zstd1"]["chunks"] == [64, 128, 128]  # one chunk per decode block
+    assert all(line["mb_stored"] > 0 for name, line in by_name.items() if name != "bench_codecs")
+    check_summary(lines[-1], "bench_codecs")
