@@ -31,6 +31,22 @@ def write_yaml(path: Path, data: object) -> Path:
     return path
 
 
+# The rules of one dataset's chain, assemble to evaluate: a full run executes each of them
+# (tests/workflow locally, tests/slurm as SLURM jobs).
+CHAIN_RULES = (
+    "assemble",
+    "train",
+    "predict_prepare",
+    "predict_block",
+    "predict",
+    "decode_prepare",
+    "decode_block",
+    "decode_stitch",
+    "decode_relabel",
+    "decode",
+    "evaluate",
+)
+
 TINY_DATASETS = {
     "datasets": {
         "tiny_train": {

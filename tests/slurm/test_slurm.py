@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.conftest import REPO, TINY_DATASETS, tiny_config, write_yaml
+from tests.conftest import CHAIN_RULES, REPO, TINY_DATASETS, tiny_config, write_yaml
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -114,18 +114,7 @@ def test_every_job_ran_as_a_slurm_job_with_its_resources(slurm_run):
     for job in jobs:
         rule = job["comment"].removeprefix("rule_").split("_wildcards_")[0]  # e.g. rule_assemble_wildcards_tiny_test
         by_rule.setdefault(rule, []).append(job)
-    for rule in (
-        "assemble",
-        "train",
-        "predict_prepare",
-        "predict_block",
-        "predict",
-        "decode_block",
-        "decode_stitch",
-        "decode_relabel",
-        "decode",
-        "evaluate",
-    ):
+    for rule in CHAIN_RULES:
         assert rule in by_rule, f"no SLURM job for rule {rule}: {sorted(by_rule)}"
     # GPU requests reach sbatch for train and predict blocks, and only for them.
     for rule in ("train", "predict_block"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.conftest import REPO, write_yaml
+from tests.conftest import CHAIN_RULES, REPO, write_yaml
 from tests.report.test_report_workflow import check_provenance, check_report
 
 pytestmark = pytest.mark.slow
@@ -81,17 +81,7 @@ def test_full_chain_writes_every_stage_output(finished_run):
     # scratch outputs of block jobs are gone, every rule has a log
     assert not list((w / "results").rglob("*.partial"))
     assert not list((w / "results").rglob("*.jobs"))
-    for rule in (
-        "assemble",
-        "train",
-        "predict_block",
-        "predict",
-        "decode_block",
-        "decode_stitch",
-        "decode_relabel",
-        "decode",
-        "evaluate",
-    ):
+    for rule in CHAIN_RULES:
         assert list((w / "logs" / rule).rglob("*.log")), rule
 
 
