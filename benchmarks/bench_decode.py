@@ -11,9 +11,9 @@ Comparisons (each one JSON line on stdout; the last line summarises):
    of ``--repeat`` runs. ``cc_decode_steps``: the seconds of each step of the serial pipeline
    (prepare, decode blocks, stitch, relabel blocks, finish), the best of ``--repeat`` runs each.
    ``cc_<N>proc``: the same pipeline with the decode block jobs and the relabel block jobs
-   (``blocks_per_job`` blocks each) run by ``--workers`` N processes (default 2), as
-   ``snakemake --cores N`` runs them; prepare, the (single-process) stitch and the finish are
-   timed too. Reported next to the serial figure, not instead.
+   (``blocks_per_job`` blocks each) run by N processes, as ``snakemake --cores N`` runs them,
+   one line for each N of ``--workers`` (default 2); prepare, the (single-process) stitch and
+   the finish are timed too. Reported next to the serial figure, not instead.
 2. ``waterz``: the same volume through the pipeline with the waterz decoder (default halo)
    vs ``waterz.agglomerate`` on the whole in-memory float32 affinities (one threshold).
 3. ``memory``: peak resident memory (``ru_maxrss`` of a fresh subprocess) of blockwise CC
@@ -191,7 +191,9 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=125)
     parser.add_argument("--noise", type=float, default=0.15)
     parser.add_argument("--skip-waterz", action="store_true")
-    parser.add_argument("--workers", type=int, default=2, help="processes for the block jobs' figure (2: this machine)")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[2], help="processes for the block jobs' figures, one per count"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="CC figures: the best of this many runs, each side")
     args = parser.parse_args()
     shape = tuple(args.shape)
@@ -228,19 +230,21 @@ def main() -> None:
         runs = [step_seconds(full, work / "steps.zarr", cc) for _ in range(args.repeat)]
         steps = {name: round(min(run[name] for run in runs), 3) for name in runs[0]}
         print(json.dumps({"name": "cc_decode_steps", "seconds_best_of_each": steps}), flush=True)
-        workers = args.workers
-        ours_2 = best_of(args.repeat, partial(parallel_pipeline_seconds, full, work / "ccn.zarr", cc, workers=workers))
-        lines.append(
-            {
-                "name": f"cc_decode_{mvox:g}Mvox_{workers}proc",
-                "seconds_ours": round(ours_2, 2),
-                "seconds_baseline": round(floor, 2),
-                "baseline": "cc3d.color_connectivity_graph in memory, graph in Fortran order (1 process)",
-                "ours": f"decode and relabel block jobs on {workers} worker processes, stitch and finish in one",
-                "ratio": round(ours_2 / floor, 2),
-            }
-        )
-        print(json.dumps(lines[-1]), flush=True)
+        for workers in args.workers:
+            ours_n = best_of(
+                args.repeat, partial(parallel_pipeline_seconds, full, work / "ccn.zarr", cc, workers=workers)
+            )
+            lines.append(
+                {
+                    "name": f"cc_decode_{mvox:g}Mvox_{workers}proc",
+                    "seconds_ours": round(ours_n, 2),
+                    "seconds_baseline": round(floor, 2),
+                    "baseline": "cc3d.color_connectivity_graph in memory, graph in Fortran order (1 process)",
+                    "ours": f"decode and relabel block jobs on {workers} worker processes, stitch and finish in one",
+                    "ratio": round(ours_n / floor, 2),
+                }
+            )
+            print(json.dumps(lines[-1]), flush=True)
 
         if not args.skip_waterz:
             import waterz
@@ -286,6 +290,8 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     cc = lines[0]
+    parallel = [line for line in lines if line["name"].endswith("proc")]
+    waterz = [line for line in lines if line["name"].startswith("waterz")]
     summary = {
         "name": "bench_decode",
         "shape": list(shape),
@@ -293,9 +299,9 @@ def main() -> None:
         "seconds_baseline": cc["seconds_baseline"],
         "ratio": cc["ratio"],
         "workers": args.workers,
-        "seconds_ours_workers": lines[1]["seconds_ours"],
-        "ratio_workers": lines[1]["ratio"],
-        "waterz_ratio": lines[2]["ratio"] if not args.skip_waterz else None,
+        "seconds_ours_workers": [line["seconds_ours"] for line in parallel],
+        "ratio_workers": [line["ratio"] for line in parallel],
+        "waterz_ratio": waterz[0]["ratio"] if waterz else None,
         "peak_rss_mb": lines[-1]["peak_rss_mb_4x"],
         "peak_rss_ratio_4x_vs_1x": lines[-1]["ratio"],
         "bench_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -31,19 +31,22 @@ def check_summary(summary: dict, name: str) -> None:
     assert summary["peak_rss_mb"] > 0
 
 
-@pytest.mark.parametrize("extra", [[], ["--skip-waterz", "--workers", "3"]])
+@pytest.mark.parametrize("extra", [[], ["--skip-waterz", "--workers", "1", "3"]])
 def test_bench_decode_prints_every_comparison_and_the_serial_steps(extra: list[str]) -> None:
     lines = run_benchmark("bench_decode.py", "--shape", "32", "64", "64", "--tile", "32", "--repeat", "1", *extra)
     names = [line["name"] for line in lines]
-    workers = 3 if extra else 2
-    expected = ["cc_decode_0.131072Mvox", "cc_decode_steps", f"cc_decode_0.131072Mvox_{workers}proc"]
+    workers = [1, 3] if extra else [2]
+    expected = ["cc_decode_0.131072Mvox", "cc_decode_steps"]
+    expected += [f"cc_decode_0.131072Mvox_{n}proc" for n in workers]
     expected += [] if extra else ["waterz_decode_0.131072Mvox"]
     assert names == [*expected, "blockwise_cc_peak_rss_4x_vs_1x", "bench_decode"]
     steps = lines[1]["seconds_best_of_each"]
     assert list(steps) == ["prepare", "decode_blocks", "stitch", "relabel_blocks", "finish"]
-    check_summary(lines[-1], "bench_decode")
-    assert (lines[-1]["waterz_ratio"] is None) == bool(extra)
-    assert lines[-1]["workers"] == workers
+    summary = lines[-1]
+    check_summary(summary, "bench_decode")
+    assert (summary["waterz_ratio"] is None) == bool(extra)
+    assert summary["workers"] == workers
+    assert summary["ratio_workers"] == [line["ratio"] for line in lines[2 : 2 + len(workers)]]
 
 
 def test_bench_codecs_measures_each_candidate() -> None:
