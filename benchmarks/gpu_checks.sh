@@ -21,7 +21,7 @@ step() {
     echo "== $name ($(date +%T), limit ${limit}s)"
     timeout "$limit" "$@" >"$out/$name.log" 2>&1
     echo "rc=$?"
-    tail -n 12 "$out/$name.log"
+    grep -v "%|" "$out/$name.log" | tail -n 12 # progress bars left out
 }
 
 step env 60 bash -c "nvidia-smi; nproc; $py -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())'"
