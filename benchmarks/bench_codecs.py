@@ -8,7 +8,11 @@ with what it wrote before:
    the pipeline's :data:`~pipeline_lib.io.volumes.FAST_ZSTD` (zstd level 1) with predict's
    default chunks; LZ4 (blosc) with the same chunks; zarr's default codec (zstd level 3)
    with the same chunks and with 32x64x64 chunks (what predict wrote before).
-2. ``segmentation``: writing it block by block as the relabel jobs do: uint32, zstd level 1,
+2. ``affinities_6ch``: six channels (the demo model's nearest-neighbour and long-range
+   offsets, synthetic) in chunks of all six channels (the pipeline's choice) or of three:
+   writing, reading the three nearest-neighbour channels block by block (what connected
+   components, seeded watershed and waterz read) and reading all six (mutex watershed).
+3. ``segmentation``: writing it block by block as the relabel jobs do: uint32, zstd level 1,
    one chunk per decode block (the pipeline's choice); the same with bit-shuffled LZ4; the
    same with 32x64x64 chunks; and what it wrote before: uint64, zstd level 1, 32x64x64 chunks.
 
@@ -35,7 +39,7 @@ from typing import Any
 import fastremap
 import numpy as np
 import zarr
-from bench_decode import DECODE, OFFSETS, synthetic_affinities  # beside this script
+from bench_decode import DECODE, LONG_RANGE_OFFSETS, OFFSETS, synthetic_affinities  # beside this script
 from zarr.codecs import BloscCodec
 
 from pipeline_lib.config.schema import schema_defaults
@@ -64,10 +68,10 @@ def store(path: Path, data: np.ndarray, chunks: tuple[int, ...], codec: Any) -> 
     return array
 
 
-def read_blocks(array: zarr.Array, blocks: list[tuple[slice, ...]]) -> float:
+def read_blocks(array: zarr.Array, blocks: list[tuple[slice, ...]], channels: slice = slice(None)) -> float:
     start = time.perf_counter()
     for block in blocks:
-        np.asarray(array[(slice(None), *block)])
+        np.asarray(array[(channels, *block)])
     return time.perf_counter() - start
 
 
@@ -127,6 +131,25 @@ def main() -> None:
             }
             shutil.rmtree(path)
             print(json.dumps({"name": f"affinities_{label}", **results[f"affinities_{label}"]}), flush=True)
+
+        if not args.affinities:
+            six = synthetic_affinities(tuple(args.shape), 125, 0.15, 0, LONG_RANGE_OFFSETS)  # type: ignore[arg-type]
+            for label, group in [("ours_chunks_of_6", 6), ("chunks_of_3", 3)]:
+                path = work / f"six_{label}.zarr"
+                start = time.perf_counter()
+                array = store(path, six, (group, *ours_chunk), FAST_ZSTD)
+                written = time.perf_counter() - start
+                nearest = best_of(args.repeat, partial(read_blocks, array, blocks, slice(0, 3)))
+                line = {
+                    "channel_chunk": group,
+                    "seconds_write": round(written, 3),
+                    "seconds_read_nearest": round(nearest, 3),
+                    "seconds_read_all": round(best_of(args.repeat, partial(read_blocks, array, blocks)), 3),
+                    "mb_stored": round(megabytes(path), 1),
+                }
+                shutil.rmtree(path)
+                print(json.dumps({"name": f"affinities_6ch_{label}", **line}), flush=True)
+            del six
 
         labels, _ = fastremap.renumber(connected_components(as_float(affs), OFFSETS, 0.5), in_place=True)
         del affs

@@ -21,7 +21,9 @@ Comparisons (each one JSON line on stdout; the last line summarises):
 
 Affinities come from synthetic cell labels (one generated tile repeated with new ids) with
 uniform noise of ±``--noise`` (out of 1), stored as predict stores them (default chunk shape
-and codec). Run: ``.venv/bin/python benchmarks/bench_decode.py``.
+and codec): the three nearest-neighbour channels, or with ``--long-range`` also the three
+at distance 3 that the demo model predicts (the floors and the waterz baseline use the
+nearest-neighbour channels either way). Run: ``.venv/bin/python benchmarks/bench_decode.py``.
 """
 
 from __future__ import annotations
@@ -55,12 +57,15 @@ from pipeline_lib.geometry import split_jobs
 from pipeline_lib.io.volumes import FAST_ZSTD, create_array, open_array
 
 OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
+LONG_RANGE_OFFSETS = [*OFFSETS, [-3, 0, 0], [0, -3, 0], [0, 0, -3]]  # config/config.yaml's model
 DECODE = build(DecodeSettings, schema_defaults("decode"))
 AFFINITY_CHUNK = tuple(schema_defaults("predict")["chunk_shape"])
 
 
-def synthetic_affinities(shape: tuple[int, int, int], tile: int, noise: float, seed: int) -> np.ndarray:
-    """uint8 (3, *shape) nearest-neighbour affinities of tiled synthetic cells, with noise."""
+def synthetic_affinities(
+    shape: tuple[int, int, int], tile: int, noise: float, seed: int, offsets: list[list[int]] = OFFSETS
+) -> np.ndarray:
+    """uint8 (len(offsets), *shape) affinities of tiled synthetic cells, with noise (axis-aligned offsets)."""
     cells = generate((tile, tile, tile), seed=seed, cell_size=20).labels.astype(np.uint32)
     reps = [-(-s // tile) for s in shape]
     n = int(cells.max()) + 1
@@ -70,28 +75,29 @@ def synthetic_affinities(shape: tuple[int, int, int], tile: int, noise: float, s
         labels[sl] = np.where(cells > 0, cells + i * n, 0)
     labels = labels[tuple(slice(0, s) for s in shape)]
     rng = np.random.default_rng(seed)
-    affs = np.zeros((3, *shape), dtype=np.uint8)
+    affs = np.zeros((len(offsets), *shape), dtype=np.uint8)
     amplitude = int(noise * 255)
-    for axis in range(3):
+    for channel, offset in enumerate(offsets):
+        axis, distance = next((a, -d) for a, d in enumerate(offset) if d)
         here = [slice(None)] * 3
         there = [slice(None)] * 3
-        here[axis], there[axis] = slice(1, None), slice(None, -1)
+        here[axis], there[axis] = slice(distance, None), slice(None, -distance)
         a, b = labels[tuple(here)], labels[tuple(there)]
         same = ((a == b) & (a != 0)).astype(np.int16) * 255
         same += rng.integers(-amplitude, amplitude + 1, size=same.shape, dtype=np.int16)
-        affs[(axis, *here)] = np.clip(same, 0, 255).astype(np.uint8)
+        affs[(channel, *here)] = np.clip(same, 0, 255).astype(np.uint8)
     return affs
 
 
-def write_store(path: Path, affs: np.ndarray) -> Path:
+def write_store(path: Path, affs: np.ndarray, offsets: list[list[int]] = OFFSETS) -> Path:
     array = create_array(
         path,
         AFFINITIES,
         affs.shape,
         np.uint8,
-        (3, *AFFINITY_CHUNK),
+        (len(offsets), *AFFINITY_CHUNK),
         (8.0, 8.0, 8.0),
-        attrs={"offsets": OFFSETS, "encoding": "uint8"},
+        attrs={"offsets": offsets, "encoding": "uint8"},
         compressors=FAST_ZSTD,  # as predict writes them
     )
     array[...] = affs
@@ -191,6 +197,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=125)
     parser.add_argument("--noise", type=float, default=0.15)
     parser.add_argument("--skip-waterz", action="store_true")
+    parser.add_argument("--long-range", action="store_true", help="store 6 channels, as the demo model predicts")
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[2], help="processes for the block jobs' figures, one per count"
     )
@@ -201,9 +208,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_decode_"))
     lines = []
     try:
-        affs = synthetic_affinities(shape, args.tile, args.noise, seed=0)  # type: ignore[arg-type]
-        full = write_store(work / "full.zarr", affs)
-        quarter = write_store(work / "quarter.zarr", np.ascontiguousarray(affs[:, : shape[0] // 4]))
+        offsets = LONG_RANGE_OFFSETS if args.long_range else OFFSETS
+        affs = synthetic_affinities(shape, args.tile, args.noise, 0, offsets)  # type: ignore[arg-type]
+        full = write_store(work / "full.zarr", affs, offsets)
+        quarter = write_store(work / "quarter.zarr", np.ascontiguousarray(affs[:, : shape[0] // 4]), offsets)
+        affs = affs[: len(OFFSETS)]  # the floors' input: the nearest-neighbour channels
 
         graph = affinity_graph(affs, OFFSETS, 0.5)
         cc = {"method": "connected_components"}
@@ -295,6 +304,7 @@ def main() -> None:
     summary = {
         "name": "bench_decode",
         "shape": list(shape),
+        "channels": len(offsets),
         "seconds_ours": cc["seconds_ours"],
         "seconds_baseline": cc["seconds_baseline"],
         "ratio": cc["ratio"],

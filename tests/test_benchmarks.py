@@ -54,5 +54,6 @@ def test_bench_codecs_measures_each_candidate() -> None:
     by_name = {line["name"]: line for line in lines}
     assert by_name["affinities_ours_zstd1"]["chunks"] == [32, 128, 128]  # predict's default chunk shape
     assert by_name["segmentation_ours_uint32_zstd1"]["chunks"] == [64, 128, 128]  # one chunk per decode block
+    assert [by_name[f"affinities_6ch_{n}"]["channel_chunk"] for n in ("ours_chunks_of_6", "chunks_of_3")] == [6, 3]
     assert all(line["mb_stored"] > 0 for name, line in by_name.items() if name != "bench_codecs")
     check_summary(lines[-1], "bench_codecs")

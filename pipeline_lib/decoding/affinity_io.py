@@ -20,13 +20,10 @@ from pipeline_lib.io.volumes import AFFINITIES, open_array
 def as_float(stored: NDArray[Any]) -> NDArray[np.float32]:
     """Affinities as float32 in [0, 1] from their stored form (uint8 0–255 or floats)."""
     if stored.dtype == np.uint8:
-        return stored.astype(np.float32) / np.float32(255.0)
+        floats = stored.astype(np.float32)
+        floats /= np.float32(255.0)  # in place: one float32 copy, not two
+        return floats
     return stored.astype(np.float32, copy=False)
-
-
-def read_affinities(array: Any, box: Box, channels: int | slice = slice(None)) -> NDArray[np.float32]:
-    """Channels ``channels`` of ``array`` (c, z, y, x) inside ``box``, as float32."""
-    return as_float(np.asarray(array[(channels, *box.slices)]))
 
 
 def read_stored(array: Any, box: Box, channels: Sequence[int]) -> NDArray[Any]:
@@ -43,4 +40,4 @@ def affinity_offsets(store: str | Path) -> list[list[int]]:
     return [[int(v) for v in o] for o in offsets]
 
 
-__all__ = ["AFFINITIES", "affinity_offsets", "as_float", "read_affinities", "read_stored"]
+__all__ = ["AFFINITIES", "affinity_offsets", "as_float", "read_stored"]

@@ -74,7 +74,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline_lib.config import DecoderSettings, DecodeSettings
-from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, read_affinities, read_stored
+from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, as_float, read_stored
 from pipeline_lib.decoding.connected_components import edges_above, label_block, nearest_neighbour_channels
 from pipeline_lib.decoding.partial_store import LABELS, RECORDS, RELABELLED, block_record, decode_grid, labels_path
 from pipeline_lib.decoding.registry import get_decoder
@@ -206,7 +206,9 @@ def decode_blocks(
         else:
             block = grid.block(block_id)
             context = grid.with_halo(block_id, method.halo(decoder))
-            decoded = np.asarray(method.decode(read_affinities(affinities, context), offsets, decoder))
+            used = method.channels(offsets)  # only the channels the decoder reads
+            read = as_float(read_stored(affinities, context, used))
+            decoded = np.asarray(method.decode(read, [offsets[c] for c in used], decoder))
             in_context, counts = _compact(decoded, block.relative_to(context))
             labels = in_context[block.relative_to(context)]
             extras = {name: in_context[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}

@@ -12,6 +12,12 @@ how blockwise results are stitched:
 - ``"overlap"``: each block is decoded with the halo ``settings.params["halo"]`` and
   neighbouring blocks are matched by their agreement in the overlap (see ``blockwise``).
 
+It also says which channels the decoder reads (``reads``): ``"nearest"`` (the three
+nearest-neighbour channels; connected components, seeded watershed, waterz) or ``"all"``
+(mutex watershed). Blockwise decoding and the sweep read and convert only those channels
+and pass the decoder their offsets, so a decoder of a many-channel model (the demo's has
+six: nearest and long-range) handles half the data or less.
+
 :func:`decode_array` decodes a whole in-memory array including post-processing (small
 objects, consecutive relabelling): the reference that blockwise decoding approximates.
 """
@@ -29,13 +35,14 @@ from numpy.typing import NDArray
 from pipeline_lib.config import DecoderSettings, build
 from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.decoding.agglomeration import mutex_watershed, waterz_segmentation
-from pipeline_lib.decoding.connected_components import connected_components
+from pipeline_lib.decoding.connected_components import connected_components, nearest_neighbour_channels
 from pipeline_lib.decoding.postprocess import relabel_consecutive, remove_small_objects
 from pipeline_lib.decoding.watershed import seeded_watershed
 from pipeline_lib.errors import ConfigError
 
 DecodeFunction = Callable[[NDArray[np.float32], Sequence[Sequence[int]], DecoderSettings], NDArray[np.integer]]
 Stitch = Literal["affinity", "overlap"]
+Reads = Literal["nearest", "all"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,13 @@ class Decoder:
     decode: DecodeFunction
     stitch: Stitch
     fixed_halo: tuple[int, int, int] | None  # None: ``settings.params["halo"]``
+    reads: Reads
+
+    def channels(self, offsets: Sequence[Sequence[int]]) -> list[int]:
+        """The channels of affinities with ``offsets`` that the decoder reads, in increasing order."""
+        if self.reads == "nearest":
+            return sorted(nearest_neighbour_channels(offsets))
+        return list(range(len(offsets)))
 
     def halo(self, settings: DecoderSettings) -> tuple[int, int, int]:
         """Context read around each block."""
@@ -56,15 +70,16 @@ _DECODERS: dict[str, Decoder] = {}
 
 
 def register(
-    method: str, stitch: Stitch = "overlap", halo: tuple[int, int, int] | None = None
+    method: str, stitch: Stitch = "overlap", halo: tuple[int, int, int] | None = None, reads: Reads = "all"
 ) -> Callable[[DecodeFunction], DecodeFunction]:
     """Register ``function`` as decoder ``method`` (also add the method to the config schema).
 
-    ``halo`` fixes the context; by default it is the decoder's ``params.halo``.
+    ``halo`` fixes the context; by default it is the decoder's ``params.halo``. ``reads``:
+    the channels the function uses (``"nearest"`` or ``"all"``); it is given only those.
     """
 
     def add(function: DecodeFunction) -> DecodeFunction:
-        _DECODERS[method] = Decoder(function, stitch, halo)
+        _DECODERS[method] = Decoder(function, stitch, halo, reads)
         return function
 
     return add
@@ -89,7 +104,11 @@ def decode_array(
     affinities: NDArray[np.floating], offsets: Sequence[Sequence[int]], settings: DecoderSettings
 ) -> NDArray[np.integer]:
     """Whole-array decoding with post-processing: labels ``1..n``, 0 background."""
-    labels = get_decoder(settings.method).decode(affinities.astype(np.float32, copy=False), offsets, settings)
+    decoder = get_decoder(settings.method)
+    channels = decoder.channels(offsets)
+    if channels != list(range(len(offsets))):
+        affinities, offsets = affinities[channels], [offsets[c] for c in channels]
+    labels = decoder.decode(affinities.astype(np.float32, copy=False), offsets, settings)
     return postprocess(labels, settings)
 
 
@@ -98,14 +117,14 @@ def postprocess(labels: NDArray[np.integer], settings: DecoderSettings) -> NDArr
     return relabel_consecutive(remove_small_objects(labels, settings.min_size, settings.small_objects))
 
 
-@register("connected_components", stitch="affinity", halo=(0, 0, 0))
+@register("connected_components", stitch="affinity", halo=(0, 0, 0), reads="nearest")
 def _connected_components(
     affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
 ) -> NDArray[np.integer]:
     return connected_components(affinities, offsets, settings.threshold)
 
 
-@register("seeded_watershed")
+@register("seeded_watershed", reads="nearest")
 def _seeded_watershed(
     affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
 ) -> NDArray[np.integer]:
@@ -113,7 +132,7 @@ def _seeded_watershed(
     return seeded_watershed(affinities, offsets, settings.threshold, p["seed_min_size"], p["sigma"])
 
 
-@register("waterz")
+@register("waterz", reads="nearest")
 def _waterz(
     affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
 ) -> NDArray[np.integer]:

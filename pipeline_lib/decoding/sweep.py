@@ -29,10 +29,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline_lib.config import DecoderSettings
-from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, as_float
+from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, as_float, read_stored
 from pipeline_lib.decoding.agglomeration import waterz_segmentations
-from pipeline_lib.decoding.registry import decode_array, postprocess
+from pipeline_lib.decoding.registry import decode_array, get_decoder, postprocess
 from pipeline_lib.evaluation import evaluate_arrays
+from pipeline_lib.geometry import Box
 from pipeline_lib.io.volumes import atomic_file, open_array
 
 Criterion = Literal["arand", "voi"]
@@ -111,13 +112,16 @@ def sweep(
     """
     if not thresholds or any(not 0.0 <= t <= 1.0 for t in thresholds):
         raise ValueError(f"thresholds must be a non-empty list of numbers in [0, 1], got {list(thresholds)}")
-    affinities = as_float(np.asarray(open_array(affinities_store, AFFINITIES)[...]))
+    stored, all_offsets = open_array(affinities_store, AFFINITIES), affinity_offsets(affinities_store)
+    channels = get_decoder(decoder.method).channels(all_offsets)  # only those the decoder reads
+    offsets = [all_offsets[c] for c in channels]
+    affinities = as_float(read_stored(stored, Box((0, 0, 0), stored.shape[1:]), channels))
     labels = np.asarray(open_array(volume_store, "labels")[...])
     if labels.shape != affinities.shape[1:]:
         raise ValueError(f"labels shape {labels.shape} differs from affinities shape {affinities.shape[1:]}")
     rows = []
     start = time.perf_counter()
-    for threshold, segmentation in segmentations(affinities, affinity_offsets(affinities_store), decoder, thresholds):
+    for threshold, segmentation in segmentations(affinities, offsets, decoder, thresholds):
         scores = evaluate_arrays(segmentation, labels).to_dict()
         rows.append({"threshold": threshold, **scores, "voi": scores["voi_split"] + scores["voi_merge"]})
         rows[-1]["seconds"] = round(time.perf_counter() - start, 3)

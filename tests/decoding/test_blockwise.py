@@ -114,3 +114,37 @@ def test_a_partial_store_from_other_affinities_at_the_same_path_is_replaced(tmp_
     set_store_attrs(affs, {"provenance": {"created": "second prediction"}})
     decode_volume(affs, out, decoder, settings)
     assert np.unique(read_segmentation(out)).tolist() == [1]  # one object filling the volume
+
+
+@pytest.mark.parametrize("method", ["seeded_watershed", "waterz", "mutex_watershed"])
+def test_decoders_are_given_only_their_channels(tmp_path, volume, monkeypatch, method: str) -> None:
+    """Channels stored long-range first: a nearest-neighbour decoder gets those three (with
+    their offsets), blockwise and on a whole array, and decodes as on a store of them alone;
+    mutex watershed gets all six."""
+    from pipeline_lib.decoding import registry
+
+    order = [3, 0, 4, 1, 5, 2]  # long z, nn z, long y, nn y, long x, nn x
+    offsets = [LONG_OFFSETS[c] for c in order]
+    affs, _ = affinities(volume, LONG_OFFSETS)
+    stored = np.round(np.clip(affs + np.random.default_rng(1).normal(0, 0.2, affs.shape), 0, 1) * 255) / 255
+    write_affinities(tmp_path / "six.zarr", stored[order], offsets, (16, 32, 32), dtype="uint8")
+    seen: list[list[list[int]]] = []
+    original = registry.get_decoder(method)
+
+    def spy(affinities_in, offsets_in, settings):  # type: ignore[no-untyped-def]
+        assert len(affinities_in) == len(offsets_in)
+        seen.append([list(o) for o in offsets_in])
+        return original.decode(affinities_in, offsets_in, settings)
+
+    monkeypatch.setitem(registry._DECODERS, method, registry.Decoder(spy, original.stitch, None, original.reads))
+    decoder = decoder_settings({"method": method})
+    settings = decode_settings((16, 32, 32))
+    decode_volume(tmp_path / "six.zarr", tmp_path / "six_seg.zarr", decoder, settings)
+    decode_array(stored[order], offsets, decoder)
+    expected = NN_OFFSETS if original.reads == "nearest" else offsets
+    assert seen == [expected] * 9  # 8 blocks, then the whole array
+    if original.reads == "nearest":
+        write_affinities(tmp_path / "three.zarr", stored[:3], NN_OFFSETS, (16, 32, 32), dtype="uint8")
+        decode_volume(tmp_path / "three.zarr", tmp_path / "three_seg.zarr", decoder, settings)
+        six, three = read_segmentation(tmp_path / "six_seg.zarr"), read_segmentation(tmp_path / "three_seg.zarr")
+        assert np.array_equal(six, three)

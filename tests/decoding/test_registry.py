@@ -59,3 +59,12 @@ def test_affinity_array_name_matches_prediction() -> None:
     assert AFFINITIES is volumes.AFFINITIES  # the one definition of the store layout
     source = (Path(pipeline_lib.__file__).parent / "inference" / "predict.py").read_text()
     assert "AFFINITIES = " not in source and "AFFINITIES," in source  # imported, not redefined
+
+
+def test_decoders_read_the_channels_they_use() -> None:
+    offsets = [[0, -3, 0], [0, 0, -1], [-1, 0, 0], [-3, 0, 0], [0, -1, 0]]  # nearest ones at 1, 2, 4
+    for method in ("connected_components", "seeded_watershed", "waterz"):
+        assert get_decoder(method).channels(offsets) == [1, 2, 4]
+    assert get_decoder("mutex_watershed").channels(offsets) == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="nearest-neighbour affinity"):
+        get_decoder("waterz").channels([[-3, 0, 0], [0, -1, 0], [0, 0, -1]])

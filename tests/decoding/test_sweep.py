@@ -62,3 +62,22 @@ def test_sweep_rejects_bad_thresholds(stores, tmp_path) -> None:
             tmp_path / "a",
             tmp_path / "b",
         )
+
+
+def test_sweep_reads_only_the_decoders_channels(stores, tmp_path, monkeypatch) -> None:
+    from pipeline_lib.decoding import registry
+
+    original = registry.get_decoder("seeded_watershed")
+    seen = []
+
+    def spy(affinities_in, offsets_in, settings):  # type: ignore[no-untyped-def]
+        seen.append((len(affinities_in), [list(o) for o in offsets_in]))
+        return original.decode(affinities_in, offsets_in, settings)
+
+    monkeypatch.setitem(registry._DECODERS, "seeded_watershed", registry.Decoder(spy, "overlap", None, "nearest"))
+    decoder = decoder_settings({"method": "seeded_watershed"})
+    best = sweep(
+        stores / "affs.zarr", stores / "volume.zarr", decoder, [0.3, 0.6], tmp_path / "t.csv", tmp_path / "t.png"
+    )
+    assert seen == [(3, LONG_OFFSETS[:3])] * 2
+    assert best["arand"] < 0.2
