@@ -67,7 +67,7 @@ def make_run(workdir: Path, model: str = "m", dataset: str = "d") -> SyntheticRu
         },
     )
 
-    segs = {"cc": cc3d.connected_components(synthetic.labels).astype(np.uint64)}
+    segs = {"cc": cc3d.connected_components(synthetic.labels).astype(np.uint32)}  # as decode writes them
     merged = segs["cc"].copy()
     merged[(merged > 0) & (merged % 3 == 0)] = 3  # merge every third segment into one
     segs["merged"] = merged

@@ -90,7 +90,7 @@ def test_napari_script_opens_every_layer_at_its_scale(synthetic_run, monkeypatch
     assert names["image"][2]["scale"] == (40.0, 8.0, 8.0)
     assert names["affinities"][2]["scale"] == (1.0, 40.0, 8.0, 8.0)
     assert names["segmentation"][0] == "labels" and names["segmentation"][1].shape == (16, 48, 40)
-    assert names["segmentation"][1].dtype == np.uint64
+    assert names["segmentation"][1].dtype == np.uint32  # as stored
 
 
 def test_napari_command_writes_a_script(synthetic_run, tmp_path):
