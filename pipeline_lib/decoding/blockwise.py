@@ -195,20 +195,21 @@ def decode_blocks(
     grid = decode_grid(affinities.shape[1:], settings)
     method = get_decoder(decoder.method)
     offsets = affinity_offsets(affinities_store)
+    zyx_channels = nearest_neighbour_channels(offsets)  # connected components: axis a's edges at [a]
+    used = method.channels(offsets)  # other decoders: the channels they read, with their offsets
+    used_offsets = [offsets[c] for c in used]
     for block_id in block_ids:
         record = block_record(partial, block_id)
         if record.exists():
             continue
         extras: dict[str, Any]
         if method.stitch == "affinity":
-            channels = nearest_neighbour_channels(offsets)
-            labels, counts, extras = _decode_cc_block(affinities, grid, block_id, channels, decoder.threshold)
+            labels, counts, extras = _decode_cc_block(affinities, grid, block_id, zyx_channels, decoder.threshold)
         else:
             block = grid.block(block_id)
             context = grid.with_halo(block_id, method.halo(decoder))
-            used = method.channels(offsets)  # only the channels the decoder reads
             read = as_float(read_stored(affinities, context, used))
-            decoded = np.asarray(method.decode(read, [offsets[c] for c in used], decoder))
+            decoded = np.asarray(method.decode(read, used_offsets, decoder))
             in_context, counts = _compact(decoded, block.relative_to(context))
             labels = in_context[block.relative_to(context)]
             extras = {name: in_context[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}

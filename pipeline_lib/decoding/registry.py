@@ -53,7 +53,12 @@ class Decoder:
     reads: Reads
 
     def channels(self, offsets: Sequence[Sequence[int]]) -> list[int]:
-        """The channels of affinities with ``offsets`` that the decoder reads, in increasing order."""
+        """The channels of affinities with ``offsets`` that the decoder reads, in store order.
+
+        Store order, not axis order: a decoder given these channels with their offsets finds
+        each axis's channel by its offset (:func:`nearest_neighbour_channels` gives them in
+        z, y, x order).
+        """
         if self.reads == "nearest":
             return sorted(nearest_neighbour_channels(offsets))
         return list(range(len(offsets)))

@@ -114,8 +114,8 @@ def sweep(
         raise ValueError(f"thresholds must be a non-empty list of numbers in [0, 1], got {list(thresholds)}")
     stored, all_offsets = open_array(affinities_store, AFFINITIES), affinity_offsets(affinities_store)
     channels = get_decoder(decoder.method).channels(all_offsets)  # only those the decoder reads
-    offsets = [all_offsets[c] for c in channels]
-    affinities = as_float(read_stored(stored, Box((0, 0, 0), stored.shape[1:]), channels))
+    offsets = [all_offsets[c] for c in channels]  # (decode_array then finds all of them used: no copy)
+    affinities = as_float(read_stored(stored, Box.from_shape(stored.shape[1:]), channels))
     labels = np.asarray(open_array(volume_store, "labels")[...])
     if labels.shape != affinities.shape[1:]:
         raise ValueError(f"labels shape {labels.shape} differs from affinities shape {affinities.shape[1:]}")

