@@ -33,6 +33,7 @@ from pipeline_lib.config.settings import (
     SyntheticSpec,
 )
 from pipeline_lib.errors import ConfigError
+from pipeline_lib.inference.tta_variants import check_offsets  # no torch: the config is read at workflow start
 
 __all__ = [
     "AssembleSettings",
@@ -187,6 +188,16 @@ def _check_offsets(data: Mapping[str, Any]) -> None:
             )
 
 
+def _check_tta(data: Mapping[str, Any]) -> None:
+    """Every model's offsets can be inverted under every test-time augmentation variant."""
+    tta = data["predict"]["tta"]
+    for name, model in data["models"].items():
+        try:
+            check_offsets(tta["flip"], tta["transpose"], model["offsets"])
+        except ConfigError as e:
+            raise ConfigError(f"{e} (model '{name}')") from None
+
+
 def _check_ensembles(data: Mapping[str, Any]) -> None:
     """Ensemble members are declared models with the same offsets and patch shape; names are unique."""
     models = data["models"]
@@ -216,6 +227,7 @@ def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings
     data = validate_with_defaults(config, "config", "config")
     _check_block_shapes(data)
     _check_offsets(data)
+    _check_tta(data)
     _check_ensembles(data)
     declared = load_datasets(data["datasets_file"])
     _check_datasets(data["datasets"], declared, data["datasets_file"])

@@ -5,7 +5,7 @@ variants of a run are all combinations of the configured flips and transpose (th
 always among them): ``flip: [z, y, x]`` with ``transpose: true`` gives 2³·2 = 16.
 
 Inverting a variant on an affinity output (channel ``k`` has offset ``o_k``, the value at
-``v`` describes the edge ``(v, v + o_k)``; see ``DESIGN.md``):
+``v`` describes the edge ``(v, v + o_k)``; see the README's Conventions):
 
 1. **un-transpose**: swap the y and x axes of the output; the channel the model computed
    for offset ``(dz, dy, dx)`` now describes offset ``(dz, dx, dy)``, so original channel
@@ -32,92 +32,21 @@ combined output equals the un-augmented output exactly.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from pipeline_lib.errors import ConfigError
-
-AXIS_NAMES = ("z", "y", "x")
-Combine = Literal["mean", "min", "max"]
-Offsets = Sequence[Sequence[int]]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Flip the spatial ``flips`` (0 = z, 1 = y, 2 = x), then swap y and x if ``transpose``."""
-
-    flips: tuple[int, ...] = ()
-    transpose: bool = False
-
-    @property
-    def name(self) -> str:
-        parts = (["flip_" + "".join(AXIS_NAMES[a] for a in self.flips)] if self.flips else []) + (
-            ["transpose"] if self.transpose else []
-        )
-        return "+".join(parts) or "identity"
-
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        """Augment a batch ``(B, C, z, y, x)`` of input windows."""
-        if self.flips:
-            windows = torch.flip(windows, [2 + a for a in self.flips])
-        if self.transpose:
-            windows = windows.transpose(3, 4)
-        return windows
-
-
-def variants(flip: Sequence[str], transpose: bool) -> list[Variant]:
-    """All combinations of flipping each axis in ``flip`` (names z, y, x) and transposing.
-
-    The identity comes first; there are ``2 ** (len(flip) + transpose)`` variants.
-    """
-    axes = sorted({AXIS_NAMES.index(a) for a in flip})
-    result = []
-    for t in [False, True] if transpose else [False]:
-        for n in range(len(axes) + 1):
-            for subset in itertools.combinations(axes, n):
-                result.append(Variant(tuple(subset), t))
-    return result
-
-
-def _swap_yx(offset: Sequence[int]) -> tuple[int, int, int]:
-    return (int(offset[0]), int(offset[2]), int(offset[1]))
-
-
-@dataclass(frozen=True)
-class _ChannelPlan:
-    source: int  # channel of the un-transposed model output
-    shift: tuple[int, int, int] | None  # offset to shift by after un-flipping, if any
-
-
-def inverse_plan(variant: Variant, offsets: Offsets) -> list[_ChannelPlan]:
-    """How each output channel is recovered from the augmented output; rejects bad offsets."""
-    index = {tuple(int(v) for v in o): k for k, o in enumerate(offsets)}
-    plan = []
-    for o in offsets:
-        offset = (int(o[0]), int(o[1]), int(o[2]))
-        source = index[offset]
-        if variant.transpose:
-            partner = _swap_yx(offset)
-            if partner not in index:
-                raise ConfigError(
-                    f"config key 'predict.tta.transpose': offset {list(offset)} has no y–x partner "
-                    f"{list(partner)} among the model's offsets; add it or disable the transpose"
-                )
-            source = index[partner]
-        nonzero = {a for a in range(3) if offset[a] != 0}
-        flipped = nonzero & set(variant.flips)
-        if flipped and flipped != nonzero:
-            raise ConfigError(
-                f"config key 'predict.tta.flip': diagonal offset {list(offset)} cannot be flipped along "
-                f"{AXIS_NAMES[min(flipped)]} alone (it would become an edge direction the model lacks); "
-                "remove that axis from the flips"
-            )
-        plan.append(_ChannelPlan(source, offset if flipped else None))
-    return plan
+from pipeline_lib.inference.tta_variants import (  # re-exported: the variants and their offset rules
+    AXIS_NAMES,
+    ChannelPlan,
+    Combine,
+    Offsets,
+    Variant,
+    check_offsets,
+    inverse_plan,
+    variants,
+)
 
 
 def _shift(channel: torch.Tensor, offset: Sequence[int]) -> torch.Tensor:
@@ -132,7 +61,7 @@ def _shift(channel: torch.Tensor, offset: Sequence[int]) -> torch.Tensor:
     return out
 
 
-def invert(output: torch.Tensor, variant: Variant, plan: Sequence[_ChannelPlan]) -> torch.Tensor:
+def invert(output: torch.Tensor, variant: Variant, plan: Sequence[ChannelPlan]) -> torch.Tensor:
     """The affinities ``(B, C, z, y, x)`` in the original geometry; NaN marks voxels without a value."""
     if variant.transpose:
         output = output.transpose(3, 4)
@@ -177,3 +106,17 @@ class Combiner:
         if self.how != "mean":
             return self.value
         return self.value / self.count  # 0 / 0 is NaN where no variant had a value
+
+
+__all__ = [
+    "AXIS_NAMES",
+    "ChannelPlan",
+    "Combine",
+    "Combiner",
+    "Offsets",
+    "Variant",
+    "check_offsets",
+    "inverse_plan",
+    "invert",
+    "variants",
+]

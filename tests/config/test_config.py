@@ -11,6 +11,8 @@ import yaml
 from pipeline_lib.config import load_config, load_datasets
 from pipeline_lib.errors import ConfigError
 
+NN = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
+
 
 def test_defaults_come_from_the_schema(tiny_run, repo_root):
     _, config = tiny_run
@@ -69,6 +71,20 @@ def test_an_ensemble_predicts_with_its_members_checkpoints(tiny_run):
         (
             lambda c: c["models"]["tiny"].update(offsets=[[-1, 0, 0], [0, -1, 0], [0, 0, -2]]),
             "models.tiny.offsets': must include the nearest-neighbour offsets",
+        ),
+        (
+            lambda c: (
+                c["models"]["tiny"].update(offsets=[*NN, [0, -3, 0]]),
+                c["predict"].update(tta={"transpose": True}),
+            ),
+            "predict.tta.transpose': offset [0, -3, 0] has no y–x partner [0, 0, -3]",
+        ),
+        (
+            lambda c: (
+                c["models"]["tiny"].update(offsets=[*NN, [0, -1, -1]]),
+                c["predict"].update(tta={"flip": ["y"]}),
+            ),
+            "predict.tta.flip': diagonal offset [0, -1, -1] cannot be flipped along y alone",
         ),
     ],
 )
