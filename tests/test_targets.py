@@ -1,4 +1,4 @@
-"""Targets against hand-computed values (DESIGN.md affinity convention)."""
+"""Targets against hand-computed values (the affinity convention of the README, Conventions)."""
 
 import numpy as np
 import pytest
