@@ -31,7 +31,6 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from typing import Any
 import fastremap
 import numpy as np
 import zarr
-from bench_decode import DECODE, LONG_RANGE_OFFSETS, OFFSETS, synthetic_affinities  # beside this script
+from bench_decode import DECODE, LONG_RANGE_OFFSETS, OFFSETS, best_of, synthetic_affinities  # beside this script
 from zarr.codecs import BloscCodec
 
 from pipeline_lib.config.schema import schema_defaults
@@ -49,10 +48,6 @@ from pipeline_lib.decoding.partial_store import decode_grid
 from pipeline_lib.io.volumes import AFFINITIES, FAST_ZSTD, open_array
 
 BEFORE_CHUNK = (32, 64, 64)  # predict's and decode's default chunk shape before
-
-
-def best_of(repeat: int, measure: Callable[[], float]) -> float:
-    return min(measure() for _ in range(repeat))
 
 
 def megabytes(path: Path) -> float:

@@ -56,7 +56,7 @@ from pipeline_lib.inference.predictor import (
 )
 from pipeline_lib.inference.sliding import blend_region, count_windows, window_context
 from pipeline_lib.inference.storage import RowWriter, encode_affinities
-from pipeline_lib.inference.tta import variants
+from pipeline_lib.inference.tta_variants import variants
 from pipeline_lib.io.volumes import (
     AFFINITIES,
     FAST_ZSTD,

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from pipeline_lib.errors import ConfigError
-from pipeline_lib.inference.tta import Combine, Combiner, Variant, inverse_plan, invert
+from pipeline_lib.inference.tta import Combiner, invert
+from pipeline_lib.inference.tta_variants import Combine, Variant, inverse_plan
 from pipeline_lib.models import create_network
 
 log = logging.getLogger(__name__)

@@ -37,16 +37,7 @@ from collections.abc import Sequence
 import torch
 
 from pipeline_lib.errors import ConfigError
-from pipeline_lib.inference.tta_variants import (  # re-exported: the variants and their offset rules
-    AXIS_NAMES,
-    ChannelPlan,
-    Combine,
-    Offsets,
-    Variant,
-    check_offsets,
-    inverse_plan,
-    variants,
-)
+from pipeline_lib.inference.tta_variants import ChannelPlan, Combine, Variant
 
 
 def _shift(channel: torch.Tensor, offset: Sequence[int]) -> torch.Tensor:
@@ -108,15 +99,4 @@ class Combiner:
         return self.value / self.count  # 0 / 0 is NaN where no variant had a value
 
 
-__all__ = [
-    "AXIS_NAMES",
-    "ChannelPlan",
-    "Combine",
-    "Combiner",
-    "Offsets",
-    "Variant",
-    "check_offsets",
-    "inverse_plan",
-    "invert",
-    "variants",
-]
+__all__ = ["Combiner", "invert"]
