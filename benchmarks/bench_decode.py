@@ -11,7 +11,7 @@ Comparisons (each one JSON line on stdout; the last line summarises):
    of ``--repeat`` runs. ``cc_decode_steps``: the seconds of each step of the serial pipeline
    (prepare, decode blocks, stitch, relabel blocks, finish), the best of ``--repeat`` runs each.
    ``cc_<N>proc``: the same pipeline with the decode block jobs and the relabel block jobs
-   (``blocks_per_job`` blocks each) run by N processes, as ``snakemake --cores N`` runs them,
+   (``decode.max_jobs`` shares of the blocks) run by N processes, as ``snakemake --cores N`` runs them,
    one line for each N of ``--workers`` (default 2); prepare, the (single-process) stitch and
    the finish are timed too. Reported next to the serial figure, not instead.
 2. ``waterz``: the same volume through the pipeline with the waterz decoder (default halo)
@@ -44,6 +44,7 @@ from pathlib import Path
 import cc3d
 import numpy as np
 
+from pipeline_lib.blockstore import job_count, job_share
 from pipeline_lib.config import DecodeSettings, build
 from pipeline_lib.config.schema import schema_defaults
 from pipeline_lib.data.synthetic import generate
@@ -53,8 +54,7 @@ from pipeline_lib.decoding.blockwise import decode_grid
 from pipeline_lib.decoding.connected_components import affinity_graph
 from pipeline_lib.decoding.registry import decoder_settings
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
-from pipeline_lib.geometry import split_jobs
-from pipeline_lib.io.volumes import FAST_ZSTD, create_array, open_array
+from pipeline_lib.io.volumes import FAST_ZSTD, create_array, open_array, partial_path
 
 OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
 LONG_RANGE_OFFSETS = [*OFFSETS, [-3, 0, 0], [0, -3, 0], [0, 0, -3]]  # config/config.yaml's model
@@ -129,24 +129,25 @@ def step_seconds(store: Path, out: Path, entry: dict) -> dict[str, float]:
     """Wall seconds of each blockwise step of one serial run (what ``decode_volume`` does)."""
     decoder = decoder_settings(entry)
     n_blocks = len(decode_grid(open_array(store, AFFINITIES).shape[1:], DECODE))
+    partial = partial_path(out)
     steps = {
-        "prepare": lambda: prepare_decoding(store, out, decoder, DECODE),
-        "decode_blocks": lambda: decode_blocks(store, out, range(n_blocks), decoder, DECODE),
-        "stitch": lambda: stitch_blocks(out, decoder, DECODE),
-        "relabel_blocks": lambda: relabel_blocks(out, range(n_blocks), DECODE),
-        "finish": lambda: finish_decoding(out, DECODE),
+        "prepare": lambda: prepare_decoding(store, partial, decoder, DECODE),
+        "decode_blocks": lambda: decode_blocks(store, partial, range(n_blocks), decoder),
+        "stitch": lambda: stitch_blocks(partial, decoder),
+        "relabel_blocks": lambda: relabel_blocks(partial, range(n_blocks)),
+        "finish": lambda: finish_decoding(partial),
     }
     seconds = {name: timed(step)[0] for name, step in steps.items()}
     shutil.rmtree(out)
     return seconds
 
 
-def _decode_job(store: Path, out: Path, blocks: range, entry: dict) -> None:
-    decode_blocks(store, out, blocks, decoder_settings(entry), DECODE)
+def _decode_job(store: Path, partial: Path, blocks: range, entry: dict) -> None:
+    decode_blocks(store, partial, blocks, decoder_settings(entry))
 
 
-def _relabel_job(out: Path, blocks: range) -> None:
-    relabel_blocks(out, blocks, DECODE)
+def _relabel_job(partial: Path, blocks: range) -> None:
+    relabel_blocks(partial, blocks)
 
 
 def parallel_pipeline_seconds(store: Path, out: Path, entry: dict, workers: int) -> float:
@@ -155,15 +156,16 @@ def parallel_pipeline_seconds(store: Path, out: Path, entry: dict, workers: int)
     decoder = decoder_settings(entry)
     start = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:  # workers start inside the timed region
-        prepare_decoding(store, out, decoder, DECODE)
+        partial = prepare_decoding(store, partial_path(out), decoder, DECODE)
         n_blocks = len(decode_grid(open_array(store, AFFINITIES).shape[1:], DECODE))
-        groups = split_jobs(n_blocks, DECODE.blocks_per_job)
-        for job in [pool.submit(_decode_job, store, out, blocks, entry) for blocks in groups]:
+        n_jobs = job_count(n_blocks, DECODE.max_jobs)
+        groups = [job_share(n_blocks, n_jobs, j) for j in range(n_jobs)]
+        for job in [pool.submit(_decode_job, store, partial, blocks, entry) for blocks in groups]:
             job.result()
-        stitch_blocks(out, decoder, DECODE)
-        for job in [pool.submit(_relabel_job, out, blocks) for blocks in groups]:
+        stitch_blocks(partial, decoder)
+        for job in [pool.submit(_relabel_job, partial, blocks) for blocks in groups]:
             job.result()
-    finish_decoding(out, DECODE)
+    finish_decoding(partial)
     seconds = time.perf_counter() - start
     shutil.rmtree(out)
     return seconds

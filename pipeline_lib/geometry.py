@@ -153,21 +153,7 @@ class BlockGrid:
         return self.block(block_id).grow(halo).intersect(self.volume)
 
 
-def split_jobs(n_blocks: int, blocks_per_job: int) -> list[range]:
-    """Consecutive groups of block ids, one group per Snakemake job."""
-    if blocks_per_job < 1:
-        raise ValueError(f"blocks_per_job must be ≥ 1, got {blocks_per_job}")
-    return [range(i, min(i + blocks_per_job, n_blocks)) for i in range(0, n_blocks, blocks_per_job)]
-
-
-def iterate_boxes(shape: Sequence[int], block_shape: Sequence[int]) -> Iterator[Box]:
-    """All blocks of a grid over ``shape`` (a convenience for chunked loops)."""
-    grid = BlockGrid(_coord(shape), _coord(block_shape))
-    for _, box in grid.blocks():
-        yield box
-
-
-__all__ = ["Box", "BlockGrid", "split_jobs", "iterate_boxes"]
+__all__ = ["Box", "BlockGrid"]
 
 
 def reflect_padding_problem(shape: Sequence[int], window: Sequence[int]) -> str | None:

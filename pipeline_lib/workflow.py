@@ -18,11 +18,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib.blockstore import job_count
 from pipeline_lib.config import Settings, load_config, read_yaml
 from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.data.assemble import dataset_shape
 from pipeline_lib.errors import ConfigError
-from pipeline_lib.geometry import BlockGrid, reflect_padding_problem, split_jobs
+from pipeline_lib.geometry import BlockGrid, reflect_padding_problem
 from pipeline_lib.io.sources import source_files
 
 
@@ -74,16 +75,23 @@ class Plan:
     def _shapes(self) -> dict[str, tuple[int, int, int]]:
         return {name: dataset_shape(spec) for name, spec in self.settings.datasets.items()}
 
-    def predict_jobs(self, dataset: str) -> list[range]:
-        """Block ids of each prediction job (the grid follows from the dataset's shape)."""
+    def predict_grid(self, dataset: str) -> BlockGrid:
+        """The block grid a prediction of ``dataset`` will record (from the dataset's shape)."""
         p = self.settings.predict
-        grid = BlockGrid.aligned(self._shapes[dataset], p.block_shape, p.chunk_shape)
-        return split_jobs(len(grid), p.blocks_per_job)
+        return BlockGrid.aligned(self._shapes[dataset], p.block_shape, p.chunk_shape)
 
-    def decode_jobs(self, dataset: str) -> list[range]:
+    def decode_grid(self, dataset: str) -> BlockGrid:
+        """The block grid a decoding of ``dataset`` will record."""
         d = self.settings.decode
-        grid = BlockGrid.aligned(self._shapes[dataset], d.block_shape, d.chunk_shape)
-        return split_jobs(len(grid), d.blocks_per_job)
+        return BlockGrid.aligned(self._shapes[dataset], d.block_shape, d.chunk_shape)
+
+    def predict_jobs(self, dataset: str) -> int:
+        """How many block jobs predict ``dataset``: ``predict.max_jobs`` at most, whatever its size."""
+        return job_count(len(self.predict_grid(dataset)), self.settings.predict.max_jobs)
+
+    def decode_jobs(self, dataset: str) -> int:
+        """How many block jobs decode (and relabel) ``dataset``: ``decode.max_jobs`` at most."""
+        return job_count(len(self.decode_grid(dataset)), self.settings.decode.max_jobs)
 
     def checkpoints(self, predictor: str) -> list[str]:
         """The checkpoints a predictor (a model or an ensemble) predicts with."""

@@ -69,7 +69,7 @@ TINY_DATASETS = {
 
 
 def tiny_config(datasets_file: Path, max_steps: int = 20) -> dict[str, object]:
-    """A run small enough for tests: 4 prediction blocks in 2 jobs, 8 decoding blocks."""
+    """A run small enough for tests: 4 prediction blocks in 2 jobs, 12 decoding blocks in 3."""
     return {
         "datasets_file": str(datasets_file),
         "datasets": ["tiny_train", "tiny_val", "tiny_test"],
@@ -88,8 +88,8 @@ def tiny_config(datasets_file: Path, max_steps: int = 20) -> dict[str, object]:
             "cc": {"method": "connected_components", "threshold": 0.5, "tune_threshold": True, "min_size": 10}
         },
         "assemble": {"chunk_shape": [8, 32, 32]},
-        "predict": {"block_shape": [24, 32, 32], "chunk_shape": [8, 32, 32], "blocks_per_job": 2},
-        "decode": {"block_shape": [8, 32, 32], "chunk_shape": [8, 32, 32], "blocks_per_job": 4},
+        "predict": {"block_shape": [24, 32, 32], "chunk_shape": [8, 32, 32], "max_jobs": 2},
+        "decode": {"block_shape": [8, 32, 32], "chunk_shape": [8, 32, 32], "max_jobs": 3},
         "evaluate": {"block_shape": [8, 32, 32]},
     }
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline_lib.geometry import BlockGrid, Box, reflect_padding_problem, split_jobs
+from pipeline_lib.geometry import BlockGrid, Box, reflect_padding_problem
 
 
 def test_box_arithmetic():
@@ -45,12 +45,6 @@ def test_misaligned_grid_is_rejected():
     BlockGrid.aligned((64, 64, 64), (32, 64, 64), (16, 32, 32))
     with pytest.raises(ValueError, match="not a multiple of chunk shape"):
         BlockGrid.aligned((64, 64, 64), (24, 64, 64), (16, 32, 32))
-
-
-def test_split_jobs():
-    assert [list(r) for r in split_jobs(5, 2)] == [[0, 1], [2, 3], [4]]
-    with pytest.raises(ValueError):
-        split_jobs(5, 0)
 
 
 @pytest.mark.parametrize(

@@ -206,7 +206,7 @@ class PredictSettings:
     padding_mode: Literal["constant", "reflect", "replicate"]
     batch_size: int
     dtype: Literal["uint8", "float16"]
-    blocks_per_job: int
+    max_jobs: int
     precision: Literal["auto", "32", "16-mixed", "bf16-mixed"]
     compile: bool
     tta: PredictTTASettings
@@ -221,7 +221,7 @@ class PredictSettings:
 class DecodeSettings:
     block_shape: Shape3
     chunk_shape: Shape3
-    blocks_per_job: int
+    max_jobs: int
 
 
 @dataclass(frozen=True)

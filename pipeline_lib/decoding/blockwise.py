@@ -3,7 +3,8 @@
 Steps (each a Snakemake job or a group of block jobs, like prediction):
 
 1. :func:`prepare_decoding` creates ``<out>.partial`` with an empty ``segmentation``
-   (:func:`segmentation_dtype`, zstd level 1) and the folders for the block jobs;
+   (:func:`segmentation_dtype`, zstd level 1), records the block grid and its halo
+   (:class:`~pipeline_lib.blockstore.BlockStore`) and makes the folders for the block jobs;
 2. :func:`decode_blocks` decodes blocks independently and, per block ``i``, writes
 
    - ``<partial>/block_labels/<i>.npy``: the block's own region with block-local ids
@@ -27,6 +28,7 @@ Steps (each a Snakemake job or a group of block jobs, like prediction):
    the store under its final name.
 
 :func:`stitch_and_relabel` runs steps 3–5 in one process, :func:`decode_volume` all five.
+Every step takes the ``<out>.partial`` path (the path the Snakemake rules declare).
 
 Connected components (``"affinity"`` stitching) read each block's nearest-neighbour
 affinities without halo and label the block's own edges
@@ -62,6 +64,7 @@ the table slices of a job's blocks (the table is memory-mapped).
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import shutil
@@ -73,10 +76,11 @@ import fastremap
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline_lib.blockstore import GRID_ATTR, BlockStore, grid_record
 from pipeline_lib.config import DecoderSettings, DecodeSettings
 from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, as_float, read_stored
 from pipeline_lib.decoding.connected_components import edges_above, label_block, nearest_neighbour_channels
-from pipeline_lib.decoding.partial_store import LABELS, RECORDS, RELABELLED, block_record, decode_grid, labels_path
+from pipeline_lib.decoding.partial_store import DECODED, LABELS, RELABELLED_BLOCKS, decode_grid, labels_path
 from pipeline_lib.decoding.registry import get_decoder
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
 from pipeline_lib.decoding.stitching import face_planes, halo_slabs, small_object_record
@@ -107,22 +111,25 @@ def segmentation_dtype(shape: Sequence[int]) -> type[np.unsignedinteger]:
 
 
 def prepare_decoding(
-    affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
+    affinities_store: str | Path, partial: str | Path, decoder: DecoderSettings, settings: DecodeSettings
 ) -> Path:
-    """Create the empty ``<output>.partial`` store for the block jobs to fill.
+    """Create the empty store ``partial`` (``<output>.partial``) for the block jobs to fill.
 
     A partial store left by an interrupted run with the same settings and the same
     affinities (path and the provenance recorded in them, so a re-prediction at the same
     path counts as new input) is kept, so that the steps after this one resume from what is
     done; any other is replaced.
     """
-    partial = partial_path(output)
+    partial = Path(partial)
     shape = open_array(affinities_store, AFFINITIES).shape[1:]
-    decode_grid(shape, settings)  # rejects a misaligned block shape before any block runs
+    grid = decode_grid(shape, settings)  # rejects a misaligned block shape before any block runs
+    method = get_decoder(decoder.method)
+    halo = (0, 0, 0) if method.stitch == "affinity" else method.halo(decoder)
     record = provenance("decode", {"decoder": decoder, "decode": settings}, [affinities_store])
     source = store_attrs(affinities_store).get("provenance")
     if partial.exists():
-        if prepared_for(partial, SEGMENTATION, record, {"affinities_provenance": source}):
+        same = {"affinities_provenance": source, GRID_ATTR: grid_record(grid, settings.chunk_shape, halo)}
+        if prepared_for(partial, SEGMENTATION, record, same):
             log.info("%s: resuming the decoding left there", partial)
             _make_folders(partial)
             return partial
@@ -137,12 +144,13 @@ def prepare_decoding(
         compressors=FAST_ZSTD,
     )
     set_store_attrs(partial, {"provenance": record, "affinities_provenance": source})
+    BlockStore.create(partial, grid, settings.chunk_shape, DECODED, halo, steps=[RELABELLED_BLOCKS])
     _make_folders(partial)
     return partial
 
 
 def _make_folders(partial: Path) -> None:
-    for folder in (RECORDS, LABELS, RELABELLED):
+    for folder in (DECODED.folder, LABELS, RELABELLED_BLOCKS.folder):
         (partial / folder).mkdir(exist_ok=True)
 
 
@@ -182,32 +190,30 @@ def _decode_cc_block(
 
 def decode_blocks(
     affinities_store: str | Path,
-    output: str | Path,
+    partial: str | Path,
     block_ids: Iterable[int],
     decoder: DecoderSettings,
-    settings: DecodeSettings,
 ) -> None:
-    """Decode the given blocks into ``<output>.partial``, skipping blocks already done."""
-    partial = partial_path(output)
-    if store_attrs(partial).get("complete"):  # relabelled and cleaned up before an interrupted publication
+    """Decode the given blocks into the store ``partial``, skipping blocks already done."""
+    store = BlockStore.open(partial, DECODED)
+    if store.complete:  # relabelled and cleaned up before an interrupted publication
         return
+    grid = store.grid
     affinities = open_array(affinities_store, AFFINITIES)
-    grid = decode_grid(affinities.shape[1:], settings)
     method = get_decoder(decoder.method)
     offsets = affinity_offsets(affinities_store)
     zyx_channels = nearest_neighbour_channels(offsets)  # connected components: axis a's edges at [a]
     used = method.channels(offsets)  # other decoders: the channels they read, with their offsets
     used_offsets = [offsets[c] for c in used]
     for block_id in block_ids:
-        record = block_record(partial, block_id)
-        if record.exists():
+        if store.done(block_id):
             continue
         extras: dict[str, Any]
         if method.stitch == "affinity":
             labels, counts, extras = _decode_cc_block(affinities, grid, block_id, zyx_channels, decoder.threshold)
         else:
             block = grid.block(block_id)
-            context = grid.with_halo(block_id, method.halo(decoder))
+            context = grid.with_halo(block_id, store.halo)
             read = as_float(read_stored(affinities, context, used))
             decoded = np.asarray(method.decode(read, used_offsets, decoder))
             in_context, counts = _compact(decoded, block.relative_to(context))
@@ -218,36 +224,29 @@ def decode_blocks(
             extras.update(face_planes(labels, grid, block_id))
         if merge:  # contacts and first voxels for the stitch
             extras.update(small_object_record(labels, grid, block_id, len(counts)))
-        tmp_labels = labels_path(partial, block_id).with_suffix(".tmp.npy")
+        tmp_labels = labels_path(store.partial, block_id).with_suffix(".tmp.npy")
         np.save(tmp_labels, np.ascontiguousarray(labels))
-        tmp_labels.replace(labels_path(partial, block_id))
-        tmp = record.with_suffix(".tmp.npz")
-        np.savez(tmp, counts=counts, **extras)  # small, read once: not worth compressing
-        tmp.replace(record)
+        tmp_labels.replace(labels_path(store.partial, block_id))
+        record = io.BytesIO()
+        np.savez(record, counts=counts, **extras)  # small, read once: not worth compressing
+        store.mark(block_id, record.getvalue())  # the record is the block's marker: written last
         log.info("decoded block %d %s: %d objects", block_id, grid.block(block_id), len(counts))
 
 
-def _n_blocks(affinities_store: str | Path, settings: DecodeSettings) -> int:
-    return len(decode_grid(open_array(affinities_store, AFFINITIES).shape[1:], settings))
-
-
-def stitch_and_relabel(
-    affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
-) -> None:
-    """Stitch, relabel every block and publish, in one process (steps 3–5)."""
-    n_blocks = _n_blocks(affinities_store, settings)
-    stitch_blocks(output, decoder, settings)
-    relabel_blocks(output, range(n_blocks), settings)
-    finish_decoding(output, settings)
+def stitch_and_relabel(partial: str | Path, decoder: DecoderSettings) -> Path:
+    """Stitch, relabel every block and publish, in one process (steps 3–5); returns the published path."""
+    stitch_blocks(partial, decoder)
+    relabel_blocks(partial, range(len(BlockStore.open(partial, DECODED))))
+    return finish_decoding(partial)
 
 
 def decode_volume(
     affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
 ) -> None:
-    """All steps in one process (for tests and small volumes)."""
-    prepare_decoding(affinities_store, output, decoder, settings)
-    decode_blocks(affinities_store, output, range(_n_blocks(affinities_store, settings)), decoder, settings)
-    stitch_and_relabel(affinities_store, output, decoder, settings)
+    """All steps in one process (for tests and small volumes), into ``output``."""
+    partial = prepare_decoding(affinities_store, partial_path(output), decoder, settings)
+    decode_blocks(affinities_store, partial, range(len(BlockStore.open(partial, DECODED))), decoder)
+    stitch_and_relabel(partial, decoder)
 
 
 __all__ = [

@@ -11,9 +11,11 @@
 - :func:`finish_decoding` (one job) checks that every block is relabelled, records the
   object count, deletes the scratch files and publishes the store under its final name.
 
-Every step skips what is already done, so a rerun after an interruption resumes: the stitch
-table is published by renaming a finished folder, a block's relabel marker is written after
-its block, the store is renamed to its final name only once complete.
+Every step takes the ``<out>.partial`` path, reads the grid recorded there
+(:class:`~pipeline_lib.blockstore.BlockStore`) and skips what is already done, so a rerun
+after an interruption resumes: the stitch table is published by renaming a finished folder,
+a block's relabel marker is written after its block, the store is renamed to its final name
+only once complete.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ import numpy as np
 import zarr
 from numpy.typing import NDArray
 
-from pipeline_lib.config import DecoderSettings, DecodeSettings
+from pipeline_lib.blockstore import BlockStore
+from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding.partial_store import (
+    DECODED,
+    RELABELLED_BLOCKS,
     SCRATCH,
     block_record,
-    decode_grid,
     labels_path,
-    relabel_marker,
     stitch_dir,
 )
 from pipeline_lib.decoding.registry import get_decoder
@@ -52,7 +55,7 @@ from pipeline_lib.decoding.stitching import (
     small_components,
 )
 from pipeline_lib.geometry import BlockGrid
-from pipeline_lib.io.volumes import SEGMENTATION, commit, open_array, partial_path, set_store_attrs, store_attrs
+from pipeline_lib.io.volumes import SEGMENTATION, open_array, store_attrs
 from pipeline_lib.progress import progress
 
 log = logging.getLogger(__name__)
@@ -140,32 +143,21 @@ def _segmentation(partial: Path, mode: str = "r") -> Any:
         return open_array(partial, SEGMENTATION, mode=mode)
 
 
-def _listed(block_ids: list[int], shown: int = 20) -> str:
-    """``[a, b, ...]`` of the first ``shown`` ids and how many more there are."""
-    more = f" and {len(block_ids) - shown} more" if len(block_ids) > shown else ""
-    return f"{block_ids[:shown]}{more}"
-
-
-def _missing(partial: Path, grid: BlockGrid) -> list[int]:
-    return [i for i in range(len(grid)) if not (block_record(partial, i).exists() and labels_path(partial, i).exists())]
-
-
-def stitch_blocks(output: str | Path, decoder: DecoderSettings, settings: DecodeSettings) -> int:
-    """Compute and publish the stitch table of ``<output>.partial``; returns the object count.
+def stitch_blocks(partial: str | Path, decoder: DecoderSettings) -> int:
+    """Compute and publish the stitch table of the store ``partial``; returns the object count.
 
     Skipped (the published table's count returned) when the table exists.
     """
-    partial = partial_path(output)
-    if store_attrs(partial).get("complete"):  # finished before an interrupted publication
+    store = BlockStore.open(partial, DECODED)
+    partial = store.partial
+    if store.complete:  # finished before an interrupted publication
         return int(store_attrs(partial)["provenance"]["n_objects"])
     table = stitch_dir(partial)
     if table.exists():
         log.info("%s: stitch table already written", partial)
         return _n_objects(partial)
-    grid = decode_grid(_segmentation(partial).shape, settings)
-    missing = _missing(partial, grid)
-    if missing:
-        raise RuntimeError(f"{partial}: blocks {_listed(missing)} were not decoded; rerun the workflow to decode them")
+    store.check()
+    grid = store.grid
     final, starts = _final_table(partial, grid, decoder)
     n_objects = int(final.max(initial=0))
     tmp = table.with_name(f"{table.name}.tmp")
@@ -184,59 +176,54 @@ def _n_objects(partial: Path) -> int:
     return int(json.loads((stitch_dir(partial) / "info.json").read_text())["n_objects"])
 
 
-def relabel_blocks(output: str | Path, block_ids: Iterable[int], settings: DecodeSettings) -> list[int]:
-    """Write the given blocks of ``segmentation`` with their final ids, skipping blocks already done.
+def relabel_blocks(partial: str | Path, block_ids: Iterable[int]) -> list[int]:
+    """Write the given blocks of ``segmentation`` in the store ``partial`` with their final ids,
+    skipping blocks already done.
 
     Returns the ids of the blocks written by this call. Reads the stitch table memory-mapped,
     so a job holds one block of labels and the table slices of its blocks.
     """
-    partial = partial_path(output)
-    if store_attrs(partial).get("complete"):
+    store = BlockStore.open(partial, RELABELLED_BLOCKS)
+    partial = store.partial
+    if store.complete:
         return []
     table = stitch_dir(partial)
     if not table.exists():
         raise RuntimeError(f"{partial}: no stitch table; rerun the workflow to stitch the blocks first")
     segmentation = _segmentation(partial, mode="r+")
-    grid = decode_grid(segmentation.shape, settings)
+    grid = store.grid
     final: NDArray[np.uint64] = np.load(table / "final.npy", mmap_mode="r")
     starts: NDArray[np.int64] = np.load(table / "starts.npy")
     if len(starts) != len(grid) + 1:
         raise RuntimeError(f"{partial}: the stitch table has {len(starts) - 1} blocks, the grid {len(grid)}")
-    relabel_marker(partial, 0).parent.mkdir(exist_ok=True)
+    store.marker(0).parent.mkdir(exist_ok=True)
     done: list[int] = []
     block_ids = list(block_ids)
     for block_id in progress(block_ids, total=len(block_ids), desc="relabel"):
-        marker = relabel_marker(partial, block_id)
-        if marker.exists():
+        if store.done(block_id):
             log.info("block %d already relabelled", block_id)
             continue
         lookup = np.concatenate([np.zeros(1, dtype=np.uint64), final[starts[block_id] : starts[block_id + 1]]])
         lookup = lookup.astype(segmentation.dtype, copy=False)  # fits: fewer ids than voxels (segmentation_dtype)
         segmentation[grid.block(block_id).slices] = np.take(lookup, np.load(labels_path(partial, block_id)))
-        marker.touch()  # after the block: a block without marker is rewritten on rerun
+        store.mark(block_id)  # after the block: a block without marker is rewritten on rerun
         done.append(block_id)
     log.info("relabelled %d of %d blocks", len(done), len(block_ids))
     return done
 
 
-def finish_decoding(output: str | Path, settings: DecodeSettings) -> None:
-    """Publish ``<output>.partial`` as ``output`` once every block has its relabel marker."""
-    partial = partial_path(output)
-    if not store_attrs(partial).get("complete"):
-        grid = decode_grid(_segmentation(partial).shape, settings)
-        if not stitch_dir(partial).exists():
-            raise RuntimeError(f"{partial}: no stitch table; rerun the workflow to stitch the blocks")
-        missing = [i for i in range(len(grid)) if not relabel_marker(partial, i).exists()]
-        if missing:
-            raise RuntimeError(
-                f"{partial}: blocks {_listed(missing)} were not relabelled; rerun the workflow to relabel them"
-            )
-        attrs = store_attrs(partial)
-        attrs["provenance"]["n_objects"] = _n_objects(partial)
-        set_store_attrs(partial, {"provenance": attrs["provenance"], "complete": True})
-    for folder in SCRATCH:  # also after an interruption between 'complete' and the publication
-        shutil.rmtree(partial / folder, ignore_errors=True)
-    commit(partial, output)
+def finish_decoding(partial: str | Path) -> Path:
+    """Publish the store ``partial`` under its final name once every block has its relabel
+    marker, deleting the scratch files; returns the final name."""
+    store = BlockStore.open(partial, RELABELLED_BLOCKS)
+    attrs = None
+    if not store.complete:
+        if not stitch_dir(store.partial).exists():
+            raise RuntimeError(f"{store.partial}: no stitch table; rerun the workflow to stitch the blocks")
+        store.check()
+        record = store_attrs(store.partial)["provenance"]
+        attrs = {"provenance": {**record, "n_objects": _n_objects(store.partial)}}
+    return store.publish(attrs, scratch=SCRATCH)  # scratch also after an interruption before the rename
 
 
 __all__ = ["finish_decoding", "relabel_blocks", "stitch_blocks"]

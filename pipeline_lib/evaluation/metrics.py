@@ -19,13 +19,14 @@ Conventions (CREMI / SNEMI3D, as in the README, Conventions):
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import fastremap
 import numpy as np
 from numpy.typing import NDArray
+
+from pipeline_lib.geometry import BlockGrid
 
 __all__ = [
     "Contingency",
@@ -300,11 +301,8 @@ def evaluate_volumes(
     shape = tuple(int(x) for x in seg.shape)
     if tuple(gt.shape) != shape:
         raise ValueError(f"shape mismatch: seg {shape} vs gt {tuple(gt.shape)}")
-    if len(block_shape) != len(shape) or any(int(b) <= 0 for b in block_shape):
-        raise ValueError(f"block_shape {block_shape} invalid for volume {shape}")
+    grid = BlockGrid(shape, tuple(int(b) for b in block_shape))  # rejects a bad block shape
     cont = Contingency() if contingency is None else contingency
-    ranges = [range(0, dim, int(b)) for dim, b in zip(shape, block_shape, strict=True)]
-    for corner in itertools.product(*ranges):
-        sl = tuple(slice(o, min(o + int(b), dim)) for o, b, dim in zip(corner, block_shape, shape, strict=True))
-        cont.add(np.asarray(seg[sl]), np.asarray(gt[sl]))
+    for _, block in grid.blocks():
+        cont.add(np.asarray(seg[block.slices]), np.asarray(gt[block.slices]))
     return cont.scores()

@@ -2,20 +2,23 @@
 
 Three steps, each one Snakemake job (or several, for blocks):
 
-1. :func:`prepare_prediction` creates the empty output store ``<out>.partial`` (array
-   ``affinities``, plus ``uncertainty`` with Monte-Carlo dropout) and records provenance;
+1. :func:`prepare_prediction` creates the empty store ``<out>.partial`` (array
+   ``affinities``, plus ``uncertainty`` with Monte-Carlo dropout) and records provenance and
+   the block grid (:class:`~pipeline_lib.blockstore.BlockStore`);
 2. :func:`predict_blocks` predicts some blocks of the grid: each block is read with its
    *context* (the global sliding windows that touch it, see :mod:`.sliding`), its windows
    run through a :class:`~.predictor.WindowPredictor` (precision, TTA, ensemble, MC
    dropout) and are blended as MONAI's sliding-window inferer blends them, streamed in
    z-slabs restricted to the block (:func:`~.sliding.blend_region`), encoded and written to
    the block's own chunks (blocks are chunk-aligned, so concurrent writers never collide);
-   a marker per block, written last, records that it is done. Memory per block: the stored
+   a marker per block (``blocks/<i>.done``), written last, records that it is done. Memory per block: the stored
    context, one chunk row of the encoded block and one window-high slab of float32
    accumulators (plus a float32 copy of the context when an axis of the volume is shorter
    than the window and it is padded);
 3. :func:`finish_prediction` checks that every block is done and renames the store to its
    final name, which is what marks the prediction complete.
+
+Every step takes the ``<out>.partial`` path (the path the Snakemake rules declare).
 
 Because the windows lie on one lattice of the whole volume, the blockwise result equals a
 whole-volume MONAI ``sliding_window_inference`` up to float noise, in every voxel. A rerun
@@ -42,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline_lib.blockstore import GRID_ATTR, BlockStore, Step, grid_record
 from pipeline_lib.config import ModelSettings, PredictSettings
 from pipeline_lib.errors import UserError
 from pipeline_lib.geometry import BlockGrid, Box, reflect_padding_problem
@@ -60,15 +64,12 @@ from pipeline_lib.inference.tta_variants import variants
 from pipeline_lib.io.volumes import (
     AFFINITIES,
     FAST_ZSTD,
-    atomic_file,
-    commit,
     create_array,
     normalize_image,
     open_array,
     partial_path,
     prepared_for,
     set_store_attrs,
-    store_attrs,
     voxel_size,
 )
 from pipeline_lib.progress import progress
@@ -77,9 +78,11 @@ from pipeline_lib.provenance import provenance
 log = logging.getLogger(__name__)
 
 UNCERTAINTY = "uncertainty"
+PREDICTED = Step(folder="blocks", suffix=".done", verb="predict", past="predicted")
 
 __all__ = [
     "AFFINITIES",
+    "PREDICTED",
     "UNCERTAINTY",
     "finish_prediction",
     "load_model",
@@ -195,9 +198,9 @@ def config_hash(model: ModelSettings, settings: PredictSettings) -> str:
 
 
 def prepare_prediction(
-    volume: str | Path, checkpoint: Checkpoints, output: str | Path, model: ModelSettings, settings: PredictSettings
+    volume: str | Path, checkpoint: Checkpoints, partial: str | Path, model: ModelSettings, settings: PredictSettings
 ) -> Path:
-    """Create the empty ``<output>.partial`` store for the block jobs to fill.
+    """Create the empty store ``partial`` (``<output>.partial``) for the block jobs to fill.
 
     ``checkpoint`` is one path or a list (an ensemble, averaged). Invalid TTA settings for
     the model's offsets and a misaligned block grid are rejected here, before any block.
@@ -205,9 +208,9 @@ def prepare_prediction(
     contents is kept, so that :func:`predict_blocks` resumes from the blocks done; any other
     is replaced (its block markers would otherwise vouch for blocks of another run).
     """
-    partial = partial_path(output)
+    partial = Path(partial)
     image = open_array(volume, "image")
-    prediction_grid(image.shape, settings)
+    grid = prediction_grid(image.shape, settings)
     problem = reflect_padding_problem(image.shape, settings.window(model))
     if settings.padding_mode == "reflect" and problem:
         raise UserError(f"{volume}: {problem}; set predict.padding_mode to 'replicate' or 'constant'")
@@ -216,8 +219,10 @@ def prepare_prediction(
     checkpoints = checkpoint_list(checkpoint)
     record = provenance("predict", {"model": model, "predict": settings}, [volume, *checkpoints])
     recorded_checkpoints = [{"path": str(p.resolve()), "sha256": _sha256(p)} for p in checkpoints]
+    recorded_grid = grid_record(grid, settings.chunk_shape)
     if partial.exists():
-        if prepared_for(partial, AFFINITIES, record, {"checkpoints": recorded_checkpoints}):
+        same = {"checkpoints": recorded_checkpoints, GRID_ATTR: recorded_grid}
+        if prepared_for(partial, AFFINITIES, record, same):
             log.info("%s: resuming the prediction left there", partial)
             return partial
         shutil.rmtree(partial)
@@ -240,7 +245,7 @@ def prepare_prediction(
             "window_shape": list(settings.window(model)),
         },
     )
-    (partial / "blocks").mkdir(exist_ok=True)
+    BlockStore.create(partial, grid, settings.chunk_shape, PREDICTED)
     return partial
 
 
@@ -273,36 +278,31 @@ def _predict_block(
             variance.add(outputs[1].numpy())
 
 
-def _marker(partial: Path, block_id: int) -> Path:
-    return partial / "blocks" / f"{block_id}.done"
-
-
 def predict_blocks(
     volume: str | Path,
     checkpoint: Checkpoints,
-    output: str | Path,
+    partial: str | Path,
     block_ids: Iterable[int],
     model: ModelSettings,
     settings: PredictSettings,
     device: str | None = None,
 ) -> list[int]:
-    """Predict the given blocks into ``<output>.partial``, skipping blocks already done.
+    """Predict the given blocks into the store ``partial``, skipping blocks already done.
 
     Returns the ids of the blocks predicted by this call. ``device`` None means CUDA when
     available, else the CPU. Models are loaded only if some block needs predicting.
     """
-    partial = partial_path(output)
+    store = BlockStore.open(partial, PREDICTED)
+    grid = store.grid
     image = open_array(volume, "image")
     target = open_array(partial, AFFINITIES, mode="r+")
     uncertainty = open_array(partial, UNCERTAINTY, mode="r+") if settings.mc_dropout_samples > 0 else None
-    grid = prediction_grid(image.shape, settings)
     window = settings.window(model)
     dev = resolve_device(device)
     predictor: WindowPredictor | None = None
     done: list[int] = []
     for block_id in block_ids:
-        marker = _marker(partial, block_id)
-        if marker.exists():
+        if store.done(block_id):
             log.info("block %d already predicted", block_id)
             continue
         if predictor is None:
@@ -315,8 +315,7 @@ def predict_blocks(
         _predict_block(
             predictor, image, block, context, window, settings, dev, target, uncertainty, f"block {block_id} windows"
         )
-        with atomic_file(marker) as tmp:
-            tmp.write_text(json.dumps({"block": block_id, "box": str(block), "context": str(context)}))
+        store.mark(block_id, json.dumps({"block": block_id, "box": str(block), "context": str(context)}))
         done.append(block_id)
         n_windows = count_windows(context.shape, window, settings.overlap)
         log.info(
@@ -332,17 +331,9 @@ def predict_blocks(
     return done
 
 
-def finish_prediction(output: str | Path) -> None:
-    """Publish ``<output>.partial`` as ``output`` once every block has its marker."""
-    partial = partial_path(output)
-    shape = open_array(partial, AFFINITIES).shape[1:]
-    settings: dict[str, Any] = store_attrs(partial)["provenance"]["settings"]["predict"]
-    grid = BlockGrid(tuple(shape), tuple(settings["block_shape"]))
-    missing = [i for i in range(len(grid)) if not _marker(partial, i).exists()]
-    if missing:
-        raise RuntimeError(f"{partial}: blocks {missing} were not predicted; rerun the workflow to predict them")
-    set_store_attrs(partial, {"complete": True})
-    commit(partial, output)
+def finish_prediction(partial: str | Path) -> Path:
+    """Publish the store ``partial`` under its final name once every block has its marker; returns that name."""
+    return BlockStore.open(partial, PREDICTED).publish()
 
 
 def predict_volume(
@@ -354,8 +345,8 @@ def predict_volume(
     device: str | None = None,
 ) -> None:
     """All three steps in one process (for tests and small volumes)."""
-    prepare_prediction(volume, checkpoint, output, model, settings)
-    n_blocks = len(prediction_grid(open_array(volume, "image").shape, settings))
+    partial = prepare_prediction(volume, checkpoint, partial_path(output), model, settings)
+    n_blocks = len(BlockStore.open(partial, PREDICTED))
     blocks = progress(range(n_blocks), total=n_blocks, desc="predict blocks")
-    predict_blocks(volume, checkpoint, output, blocks, model, settings, device)
-    finish_prediction(output)
+    predict_blocks(volume, checkpoint, partial, blocks, model, settings, device)
+    finish_prediction(partial)

@@ -41,7 +41,7 @@ def read_segmentation(path: Path) -> np.ndarray:
 def decode_settings(block: Sequence[int], chunk: Sequence[int] | None = None) -> DecodeSettings:
     z, y, x = block
     cz, cy, cx = chunk or block
-    return DecodeSettings(block_shape=(z, y, x), chunk_shape=(cz, cy, cx), blocks_per_job=1)
+    return DecodeSettings(block_shape=(z, y, x), chunk_shape=(cz, cy, cx), max_jobs=1)
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

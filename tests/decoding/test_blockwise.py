@@ -35,6 +35,7 @@ from pipeline_lib.decoding.registry import decode_array, decoder_settings
 from pipeline_lib.decoding.stitching import agreeing_pairs, halo_slabs
 from pipeline_lib.evaluation import evaluate_arrays
 from pipeline_lib.geometry import BlockGrid, Box
+from pipeline_lib.io.volumes import partial_path
 from pipeline_lib.targets import affinities
 
 BOUNDS = {  # (noise, method): (max ARAND blockwise vs whole, max extra ARAND vs ground truth)
@@ -105,8 +106,8 @@ def test_a_partial_store_from_other_affinities_at_the_same_path_is_replaced(tmp_
     decoder = decoder_settings({"method": "connected_components"})
     settings = decode_settings((8, 8, 8))
     out = tmp_path / "seg.zarr"
-    prepare_decoding(affs, out, decoder, settings)
-    decode_blocks(affs, out, range(8), decoder, settings)  # interrupted after decoding
+    prepare_decoding(affs, partial_path(out), decoder, settings)
+    decode_blocks(affs, partial_path(out), range(8), decoder)  # interrupted after decoding
 
     # The affinities are predicted again, at the same path: the blocks decoded from the old
     # ones must not be reused.

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from decoding_helpers import NN_OFFSETS, decode_settings, read_segmentation, write_affinities
 
+from pipeline_lib.blockstore import BlockStore, job_share
 from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
 from pipeline_lib.decoding.blockwise import segmentation_dtype
-from pipeline_lib.decoding.partial_store import SCRATCH, relabel_marker, stitch_dir
+from pipeline_lib.decoding.partial_store import RELABELLED_BLOCKS, SCRATCH, stitch_dir
 from pipeline_lib.decoding.registry import decoder_settings
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
-from pipeline_lib.geometry import BlockGrid, split_jobs
+from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.io.volumes import open_array, partial_path, store_attrs
 
 SHAPE = (16, 16, 24)  # 2 x 2 x 3 blocks of 8
@@ -34,9 +35,9 @@ def _decoder(**entry: object) -> DecoderSettings:
 
 
 def _decode_and_stitch(affs: Path, out: Path, decoder: DecoderSettings) -> Path:
-    partial = prepare_decoding(affs, out, decoder, SETTINGS)
-    decode_blocks(affs, out, range(len(GRID)), decoder, SETTINGS)
-    stitch_blocks(out, decoder, SETTINGS)
+    partial = prepare_decoding(affs, partial_path(out), decoder, SETTINGS)
+    decode_blocks(affs, partial_path(out), range(len(GRID)), decoder)
+    stitch_blocks(partial_path(out), decoder)
     return partial
 
 
@@ -60,28 +61,28 @@ def test_interrupted_relabel_resumes_and_rewrites_only_missing_blocks(tmp_path: 
 
     out = tmp_path / "seg.zarr"
     partial = _decode_and_stitch(affs, out, decoder)
-    jobs = split_jobs(len(GRID), 4)  # as Plan.decode_jobs groups them: [0..3], [4..7], [8..11]
-    assert relabel_blocks(out, jobs[0], SETTINGS) == list(jobs[0])
-    assert relabel_blocks(out, jobs[1], SETTINGS) == list(jobs[1])
+    jobs = [job_share(len(GRID), 3, j) for j in range(3)]  # three relabel jobs: [0..3], [4..7], [8..11]
+    assert relabel_blocks(partial_path(out), jobs[0]) == list(jobs[0])
+    assert relabel_blocks(partial_path(out), jobs[1]) == list(jobs[1])
     # the third job was killed while writing block 9; block 5's write is lost too
     segmentation = open_array(partial, "segmentation", mode="r+")
     segmentation[GRID.block(9).slices] = 12345
-    relabel_marker(partial, 5).unlink()
+    BlockStore.open(partial, RELABELLED_BLOCKS).marker(5).unlink()
     segmentation[GRID.block(5).slices] = 0
     before = _chunk_mtimes(partial)
 
     with pytest.raises(RuntimeError, match=r"blocks \[5, 8, 9, 10, 11\] were not relabelled"):
-        finish_decoding(out, SETTINGS)
+        finish_decoding(partial_path(out))
     assert not out.exists() and partial.exists()
 
-    rewritten = [relabel_blocks(out, job, SETTINGS) for job in jobs]
+    rewritten = [relabel_blocks(partial_path(out), job) for job in jobs]
     assert rewritten == [[], [5], [8, 9, 10, 11]]
     untouched = [b for b in range(len(GRID)) if b not in (5, 8, 9, 10, 11)]
     after = _chunk_mtimes(partial)
     for block_id in untouched:  # one chunk per block: c/<z>/<y>/<x>
         chunk = partial / "segmentation" / "s0" / "c" / Path(*map(str, GRID.block_index(block_id)))
         assert after[chunk] == before[chunk], block_id
-    finish_decoding(out, SETTINGS)
+    finish_decoding(partial_path(out))
 
     np.testing.assert_array_equal(read_segmentation(out), reference)
     attrs = store_attrs(out)
@@ -95,30 +96,30 @@ def test_interrupted_relabel_resumes_and_rewrites_only_missing_blocks(tmp_path: 
 def test_relabel_without_stitch_table_fails_and_an_interrupted_stitch_is_redone(tmp_path: Path, affs: Path) -> None:
     decoder = _decoder()
     out = tmp_path / "seg.zarr"
-    partial = prepare_decoding(affs, out, decoder, SETTINGS)
-    decode_blocks(affs, out, range(len(GRID)), decoder, SETTINGS)
+    partial = prepare_decoding(affs, partial_path(out), decoder, SETTINGS)
+    decode_blocks(affs, partial_path(out), range(len(GRID)), decoder)
     leftover = stitch_dir(partial).with_name("stitch.tmp")  # a stitch killed while writing its table
     leftover.mkdir()
     (leftover / "final.npy").write_bytes(b"truncated")
     with pytest.raises(RuntimeError, match="no stitch table"):
-        relabel_blocks(out, range(len(GRID)), SETTINGS)
+        relabel_blocks(partial_path(out), range(len(GRID)))
     with pytest.raises(RuntimeError, match="no stitch table"):
-        finish_decoding(out, SETTINGS)
-    n_objects = stitch_blocks(out, decoder, SETTINGS)
+        finish_decoding(partial_path(out))
+    n_objects = stitch_blocks(partial_path(out), decoder)
     assert not leftover.exists() and stitch_dir(partial).exists()
-    assert stitch_blocks(out, decoder, SETTINGS) == n_objects  # done: not redone
-    relabel_blocks(out, range(len(GRID)), SETTINGS)
-    finish_decoding(out, SETTINGS)
+    assert stitch_blocks(partial_path(out), decoder) == n_objects  # done: not redone
+    relabel_blocks(partial_path(out), range(len(GRID)))
+    finish_decoding(partial_path(out))
     assert read_segmentation(out).max() == n_objects
 
 
 def test_stitch_names_blocks_not_decoded(tmp_path: Path, affs: Path) -> None:
     decoder = _decoder()
     out = tmp_path / "seg.zarr"
-    prepare_decoding(affs, out, decoder, SETTINGS)
-    decode_blocks(affs, out, [b for b in range(len(GRID)) if b != 4], decoder, SETTINGS)
+    prepare_decoding(affs, partial_path(out), decoder, SETTINGS)
+    decode_blocks(affs, partial_path(out), [b for b in range(len(GRID)) if b != 4], decoder)
     with pytest.raises(RuntimeError, match=r"blocks \[4\] were not decoded"):
-        stitch_blocks(out, decoder, SETTINGS)
+        stitch_blocks(partial_path(out), decoder)
     assert not stitch_dir(partial_path(out)).exists()
 
 
@@ -127,14 +128,14 @@ def test_interrupted_publication_is_finished_by_a_rerun(tmp_path: Path, affs: Pa
     decode_volume(affs, tmp_path / "reference.zarr", decoder, SETTINGS)
     out = tmp_path / "seg.zarr"
     partial = _decode_and_stitch(affs, out, decoder)
-    relabel_blocks(out, range(len(GRID)), SETTINGS)
+    relabel_blocks(partial_path(out), range(len(GRID)))
 
     def killed(*args: object) -> None:
         raise OSError("killed before the rename")
 
-    monkeypatch.setattr("pipeline_lib.decoding.relabel.commit", killed)
+    monkeypatch.setattr("pipeline_lib.blockstore.commit", killed)
     with pytest.raises(OSError, match="killed"):
-        finish_decoding(out, SETTINGS)
+        finish_decoding(partial_path(out))
     monkeypatch.undo()
     assert store_attrs(partial)["complete"] is True and not out.exists()
     (partial / "relabelled").mkdir()  # scratch half deleted
@@ -149,7 +150,7 @@ def test_decode_volume_resumes_a_partial_store_of_the_same_settings_only(
     out = tmp_path / "seg.zarr"
     decoder = _decoder()
     _decode_and_stitch(affs, out, decoder)
-    relabel_blocks(out, range(6), SETTINGS)
+    relabel_blocks(partial_path(out), range(6))
     with caplog.at_level("INFO"):
         decode_volume(affs, out, decoder, SETTINGS)  # resumes the store left there
     assert "resuming the decoding" in caplog.text
@@ -168,7 +169,7 @@ def test_decode_volume_resumes_a_partial_store_of_the_same_settings_only(
 def test_a_long_list_of_missing_blocks_is_cut_to_twenty(tmp_path: Path, affs: Path) -> None:
     decoder, settings = _decoder(), decode_settings((4, 4, 4))  # 96 blocks
     out = tmp_path / "seg.zarr"
-    prepare_decoding(affs, out, decoder, settings)
-    decode_blocks(affs, out, [0], decoder, settings)
+    prepare_decoding(affs, partial_path(out), decoder, settings)
+    decode_blocks(affs, partial_path(out), [0], decoder)
     with pytest.raises(RuntimeError, match=r"blocks \[1, 2, .*, 20\] and 75 more were not decoded"):
-        stitch_blocks(out, decoder, settings)
+        stitch_blocks(partial_path(out), decoder)

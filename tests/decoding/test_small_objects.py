@@ -109,9 +109,9 @@ def test_contacts_from_the_records_equal_the_contacts_of_the_assembled_volume(tm
     affs = np.where(rng.random((3, *shape)) < 0.45, 200, 40).astype(np.float32) / 255
     write_affinities(tmp_path / "affs.zarr", affs, NN_OFFSETS, block, "uint8")
     decoder, settings = _merge(3, method), decode_settings(block)
-    prepare_decoding(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, settings)
+    prepare_decoding(tmp_path / "affs.zarr", partial_path(tmp_path / "seg.zarr"), decoder, settings)
     grid = decode_grid(shape, settings)
-    decode_blocks(tmp_path / "affs.zarr", tmp_path / "seg.zarr", range(len(grid)), decoder, settings)
+    decode_blocks(tmp_path / "affs.zarr", partial_path(tmp_path / "seg.zarr"), range(len(grid)), decoder)
     partial = partial_path(tmp_path / "seg.zarr")
     # every block-local object its own component, numbered block after block
     starts = [0]
@@ -139,8 +139,8 @@ def test_the_stitch_reads_no_label_file_for_connected_components(tmp_path: Path,
     affs, _ = affinities(_random_boxes(10, (6, 9, 10)), NN_OFFSETS)
     write_affinities(tmp_path / "affs.zarr", affs, NN_OFFSETS, (3, 3, 3))
     decoder, settings = _merge(6), decode_settings((3, 3, 3))
-    prepare_decoding(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, settings)
-    decode_blocks(tmp_path / "affs.zarr", tmp_path / "seg.zarr", range(24), decoder, settings)
+    prepare_decoding(tmp_path / "affs.zarr", partial_path(tmp_path / "seg.zarr"), decoder, settings)
+    decode_blocks(tmp_path / "affs.zarr", partial_path(tmp_path / "seg.zarr"), range(24), decoder)
     partial = partial_path(tmp_path / "seg.zarr")
     real_load = np.load
 
@@ -149,7 +149,7 @@ def test_the_stitch_reads_no_label_file_for_connected_components(tmp_path: Path,
         return real_load(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(np, "load", load)
-    assert stitch_blocks(tmp_path / "seg.zarr", decoder, settings) > 0
+    assert stitch_blocks(partial_path(tmp_path / "seg.zarr"), decoder) > 0
     monkeypatch.undo()
     with np.load(block_record(partial, 0)) as record:
         assert {"first_voxel", "contact_pairs", "contact_counts", "last0"} <= set(record.files)
@@ -162,8 +162,8 @@ def test_records_without_merging_hold_no_contacts(tmp_path: Path) -> None:
     for entry in ({"min_size": 6}, {"min_size": 1, "small_objects": "merge"}):
         decoder = decoder_settings({"method": "connected_components", **entry})
         out = tmp_path / f"seg{len(entry)}.zarr"
-        prepare_decoding(tmp_path / "affs.zarr", out, decoder, settings)
-        decode_blocks(tmp_path / "affs.zarr", out, [0], decoder, settings)
+        prepare_decoding(tmp_path / "affs.zarr", partial_path(out), decoder, settings)
+        decode_blocks(tmp_path / "affs.zarr", partial_path(out), [0], decoder)
         with np.load(block_record(partial_path(out), 0)) as record:
             assert "first_voxel" not in record.files and "contact_pairs" not in record.files
 
@@ -176,8 +176,8 @@ def test_more_than_2_16_objects_in_a_block_switch_to_uint32_local_ids(tmp_path: 
     affs[2, 0, 5, 1:] = 1  # a long x rod in block 0 joins its row of pairs
     write_affinities(tmp_path / "affs.zarr", affs, NN_OFFSETS, (2, 256, 300), "uint8")
     decoder, settings = _merge(3), decode_settings((2, 256, 300))
-    prepare_decoding(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, settings)
-    decode_blocks(tmp_path / "affs.zarr", tmp_path / "seg.zarr", range(2), decoder, settings)
+    prepare_decoding(tmp_path / "affs.zarr", partial_path(tmp_path / "seg.zarr"), decoder, settings)
+    decode_blocks(tmp_path / "affs.zarr", partial_path(tmp_path / "seg.zarr"), range(2), decoder)
     partial = partial_path(tmp_path / "seg.zarr")
     assert [np.load(labels_path(partial, i), mmap_mode="r").dtype for i in range(2)] == [np.uint32] * 2
     decode_volume(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, settings)
@@ -200,11 +200,11 @@ def test_a_record_without_merge_data_is_named(tmp_path: Path) -> None:
     affs, _ = affinities(_random_boxes(10, (6, 9, 10)), NN_OFFSETS)
     write_affinities(tmp_path / "affs.zarr", affs, NN_OFFSETS, (3, 3, 3))
     decoder, settings = _merge(6), decode_settings((3, 3, 3))
-    prepare_decoding(tmp_path / "affs.zarr", tmp_path / "seg.zarr", decoder, settings)
-    decode_blocks(tmp_path / "affs.zarr", tmp_path / "seg.zarr", range(24), decoder, settings)
+    prepare_decoding(tmp_path / "affs.zarr", partial_path(tmp_path / "seg.zarr"), decoder, settings)
+    decode_blocks(tmp_path / "affs.zarr", partial_path(tmp_path / "seg.zarr"), range(24), decoder)
     record = block_record(partial_path(tmp_path / "seg.zarr"), 3)
     with np.load(record) as old:  # as an earlier version wrote it
         kept = {name: old[name] for name in old.files if name not in ("first_voxel", "contact_pairs", "contact_counts")}
     np.savez(record, **kept)
     with pytest.raises(RuntimeError, match="block 3's record lacks what merging small objects needs"):
-        stitch_blocks(tmp_path / "seg.zarr", decoder, settings)
+        stitch_blocks(partial_path(tmp_path / "seg.zarr"), decoder)

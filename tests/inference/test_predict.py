@@ -104,9 +104,9 @@ def test_blockwise_in_memory_blocks_match_to_float_noise(case: dict[str, Path]) 
 def test_resume_runs_only_missing_blocks(case: dict[str, Path]) -> None:
     model, predict = settings(MODEL, {**PREDICT, "dtype": "uint8"})
     out = case["root"] / "resume.zarr"
-    partial = prepare_prediction(case["volume"], case["ckpt"], out, model, predict)
+    partial = prepare_prediction(case["volume"], case["ckpt"], partial_path(out), model, predict)
     n = len(prediction_grid(SHAPE, predict))
-    assert predict_blocks(case["volume"], case["ckpt"], out, range(n), model, predict) == list(range(n))
+    assert predict_blocks(case["volume"], case["ckpt"], partial, range(n), model, predict) == list(range(n))
     uninterrupted = open_array(partial, AFFINITIES)[...]
 
     grid = prediction_grid(SHAPE, predict)
@@ -115,9 +115,9 @@ def test_resume_runs_only_missing_blocks(case: dict[str, Path]) -> None:
         (partial / "blocks" / f"{block_id}.done").unlink()
         target[(slice(None), *grid.block(block_id).slices)] = 0  # as if the job died mid-write
     with pytest.raises(RuntimeError, match=r"blocks \[2, 5\]"):
-        finish_prediction(out)
-    assert predict_blocks(case["volume"], case["ckpt"], out, range(n), model, predict) == [2, 5]
-    finish_prediction(out)
+        finish_prediction(partial)
+    assert predict_blocks(case["volume"], case["ckpt"], partial, range(n), model, predict) == [2, 5]
+    finish_prediction(partial)
     np.testing.assert_array_equal(open_array(out, AFFINITIES)[...], uninterrupted)
     assert not partial_path(out).exists()
 
@@ -125,17 +125,17 @@ def test_resume_runs_only_missing_blocks(case: dict[str, Path]) -> None:
 def test_preparing_again_resumes_the_same_run_and_replaces_another(case: dict[str, Path]) -> None:
     model, predict = settings(MODEL, {**PREDICT, "dtype": "uint8"})
     out = case["root"] / "reprepare.zarr"
-    partial = prepare_prediction(case["volume"], case["ckpt"], out, model, predict)
-    assert predict_blocks(case["volume"], case["ckpt"], out, [0, 1], model, predict) == [0, 1]
+    partial = prepare_prediction(case["volume"], case["ckpt"], partial_path(out), model, predict)
+    assert predict_blocks(case["volume"], case["ckpt"], partial, [0, 1], model, predict) == [0, 1]
     done = open_array(partial, AFFINITIES)[...]
 
-    prepare_prediction(case["volume"], case["ckpt"], out, model, predict)  # same run: kept
+    prepare_prediction(case["volume"], case["ckpt"], partial, model, predict)  # same run: kept
     assert (partial / "blocks" / "0.done").exists()
     np.testing.assert_array_equal(open_array(partial, AFFINITIES)[...], done)
-    assert predict_blocks(case["volume"], case["ckpt"], out, [0, 1, 2], model, predict) == [2]
+    assert predict_blocks(case["volume"], case["ckpt"], partial, [0, 1, 2], model, predict) == [2]
 
     _, other = settings(MODEL, {**PREDICT, "dtype": "uint8", "overlap": 0.25})
-    prepare_prediction(case["volume"], case["ckpt"], out, model, other)  # other settings: afresh
+    prepare_prediction(case["volume"], case["ckpt"], partial, model, other)  # other settings: afresh
     assert not list((partial / "blocks").iterdir())
     assert not open_array(partial, AFFINITIES)[...].any()
 
@@ -145,12 +145,14 @@ def test_misaligned_grid_is_rejected(case: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="not a multiple of chunk shape"):
         prediction_grid(SHAPE, predict)
     with pytest.raises(ValueError, match="concurrent block writers"):
-        prepare_prediction(case["volume"], case["ckpt"], case["root"] / "bad.zarr", model, predict)
+        prepare_prediction(case["volume"], case["ckpt"], partial_path(case["root"] / "bad.zarr"), model, predict)
 
 
 def test_provenance_records_checkpoint_config_and_tta(case: dict[str, Path]) -> None:
     model, predict = settings(MODEL, {**PREDICT, "tta": {"flip": ["x"], "transpose": True, "combine": "max"}})
-    partial = prepare_prediction(case["volume"], case["ckpt"], case["root"] / "attrs.zarr", model, predict)
+    partial = prepare_prediction(
+        case["volume"], case["ckpt"], partial_path(case["root"] / "attrs.zarr"), model, predict
+    )
     attrs = store_attrs(partial)
     assert attrs["checkpoints"][0]["sha256"] == hashlib.sha256(case["ckpt"].read_bytes()).hexdigest()
     assert len(attrs["config_hash"]) == 64
@@ -163,7 +165,7 @@ def test_provenance_records_checkpoint_config_and_tta(case: dict[str, Path]) -> 
 def test_transpose_without_partner_is_rejected_before_any_block(case: dict[str, Path]) -> None:
     model, predict = settings({**MODEL, "offsets": MODEL["offsets"][:4]}, {**PREDICT, "tta": {"transpose": True}})
     with pytest.raises(ConfigError, match="partner"):
-        prepare_prediction(case["volume"], case["ckpt"], case["root"] / "t.zarr", model, predict)
+        prepare_prediction(case["volume"], case["ckpt"], partial_path(case["root"] / "t.zarr"), model, predict)
 
 
 def test_blockwise_tta_equals_whole_volume_tta(case: dict[str, Path]) -> None:
@@ -187,7 +189,7 @@ def test_ensemble_averages_checkpoints(case: dict[str, Path]) -> None:
     both = predict_array(make_predictor([case["ckpt"], case["ckpt2"]], model, predict, cpu), image, model, predict)
     np.testing.assert_allclose(both, (a + b) / 2, atol=1e-6)
     ensemble = [case["ckpt"], case["ckpt2"]]
-    partial = prepare_prediction(case["volume"], ensemble, case["root"] / "ens.zarr", model, predict)
+    partial = prepare_prediction(case["volume"], ensemble, partial_path(case["root"] / "ens.zarr"), model, predict)
     assert [Path(c["path"]).name for c in store_attrs(partial)["checkpoints"]] == ["a.ckpt", "b.ckpt"]
     shutil.rmtree(partial)
 

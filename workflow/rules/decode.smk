@@ -1,6 +1,7 @@
-# Blockwise segmentation: prepare, decode groups of blocks as separate jobs, stitch the blocks
-# across their faces (one small job: the final id of every block-local id), relabel groups of
-# blocks as separate jobs, then check every block and publish the segmentation.
+# Blockwise segmentation: prepare (records the block grid), decode the blocks in at most
+# decode.max_jobs jobs, stitch the blocks across their faces (one small job: the final id of
+# every block-local id), relabel the blocks in as many jobs, then check every block and publish
+# the segmentation.
 
 
 rule decode_prepare:
@@ -37,7 +38,7 @@ rule decode_block:
     resources:
         **resources("decode"),
     params:
-        blocks=lambda wc: list(PLAN.decode_jobs(wc.dataset)[int(wc.job)]),
+        n_jobs=lambda wc: PLAN.decode_jobs(wc.dataset),
     script:
         "../scripts/decode_block.py"
 
@@ -48,7 +49,7 @@ rule decode_stitch:
         sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
         jobs=lambda wc: expand(
             "results/segmentations/{{model}}/{{decoder}}/{{dataset}}.zarr.jobs/{job}.done",
-            job=range(len(PLAN.decode_jobs(wc.dataset))),
+            job=range(PLAN.decode_jobs(wc.dataset)),
         ),
     output:
         temp("results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/stitch.done"),
@@ -78,7 +79,7 @@ rule decode_relabel:
     resources:
         **resources("decode"),
     params:
-        blocks=lambda wc: list(PLAN.decode_jobs(wc.dataset)[int(wc.job)]),
+        n_jobs=lambda wc: PLAN.decode_jobs(wc.dataset),
     script:
         "../scripts/decode_relabel.py"
 
@@ -89,7 +90,7 @@ rule decode:
         partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
         jobs=lambda wc: expand(
             "results/segmentations/{{model}}/{{decoder}}/{{dataset}}.zarr.jobs/relabel/{job}.done",
-            job=range(len(PLAN.decode_jobs(wc.dataset))),
+            job=range(PLAN.decode_jobs(wc.dataset)),
         ),
     output:
         directory("results/segmentations/{model}/{decoder}/{dataset}.zarr"),

@@ -1,5 +1,6 @@
-# Blockwise prediction: prepare an empty store, predict groups of blocks as separate jobs
-# (one GPU each on a cluster), then check every block and publish the store. The {model}
+# Blockwise prediction: prepare an empty store (it records the block grid), share the blocks
+# out among at most predict.max_jobs jobs (one GPU each on a cluster), then check every block
+# and publish the store. The {model}
 # wildcard names a predictor: a model (its best checkpoint) or an ensemble (its members'
 # best checkpoints, averaged).
 
@@ -36,7 +37,7 @@ rule predict_block:
     resources:
         **resources("predict"),
     params:
-        blocks=lambda wc: list(PLAN.predict_jobs(wc.dataset)[int(wc.job)]),
+        n_jobs=lambda wc: PLAN.predict_jobs(wc.dataset),
     script:
         "../scripts/predict_block.py"
 
@@ -47,7 +48,7 @@ rule predict:
         partial="results/predictions/{model}/{dataset}.zarr.partial",
         jobs=lambda wc: expand(
             "results/predictions/{{model}}/{{dataset}}.zarr.jobs/{job}.done",
-            job=range(len(PLAN.predict_jobs(wc.dataset))),
+            job=range(PLAN.predict_jobs(wc.dataset)),
         ),
     output:
         directory("results/predictions/{model}/{dataset}.zarr"),

@@ -2,7 +2,6 @@
 
 from pipeline_lib.config import load_config
 from pipeline_lib.decoding import prepare_decoding, tuned_decoder
-from pipeline_lib.io.volumes import final_path
 from pipeline_lib.workflow import job_logging
 
 with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
@@ -11,7 +10,7 @@ with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
     decoder = tuned_decoder(settings.decoders[snakemake.wildcards.decoder], sweep)  # noqa: F821
     prepare_decoding(
         snakemake.input.affinities,  # noqa: F821
-        final_path(snakemake.output[0]),  # noqa: F821
+        snakemake.output[0],  # noqa: F821
         decoder,
         settings.decode,
     )

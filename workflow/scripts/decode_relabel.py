@@ -1,13 +1,14 @@
-"""Snakemake script of rule `decode_relabel`: write one group of blocks of the segmentation."""
+"""Snakemake script of rule `decode_relabel`: write this job's share of the blocks of the segmentation."""
 
 from pathlib import Path
 
-from pipeline_lib.config import load_config
+from pipeline_lib.blockstore import BlockStore
+from pipeline_lib.decoding.partial_store import RELABELLED_BLOCKS
 from pipeline_lib.decoding.relabel import relabel_blocks
-from pipeline_lib.io.volumes import final_path
 from pipeline_lib.workflow import job_logging
 
 with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    settings = load_config(snakemake.config, check_files=False)  # noqa: F821
-    relabel_blocks(final_path(snakemake.input.partial), snakemake.params.blocks, settings.decode)  # noqa: F821
-    Path(snakemake.output[0]).write_text(f"blocks {snakemake.params.blocks}\n")  # noqa: F821
+    partial = snakemake.input.partial  # noqa: F821
+    blocks = BlockStore.open(partial, RELABELLED_BLOCKS).share(int(snakemake.wildcards.job), snakemake.params.n_jobs)  # noqa: F821
+    relabelled = relabel_blocks(partial, blocks)
+    Path(snakemake.output[0]).write_text(f"blocks {blocks.start}..{blocks.stop - 1}, relabelled {len(relabelled)}\n")  # noqa: F821

@@ -2,7 +2,6 @@
 
 from pipeline_lib.config import load_config
 from pipeline_lib.inference.predict import prepare_prediction
-from pipeline_lib.io.volumes import final_path
 from pipeline_lib.workflow import job_logging
 
 with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
@@ -10,7 +9,7 @@ with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
     prepare_prediction(
         snakemake.input.volume,  # noqa: F821
         snakemake.input.checkpoints,  # noqa: F821
-        final_path(snakemake.output[0]),  # noqa: F821
+        snakemake.output[0],  # noqa: F821
         settings.predicting_model(snakemake.wildcards.model),  # noqa: F821
         settings.predict,
     )
