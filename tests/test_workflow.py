@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.workflow import Plan
+from tests.conftest import TINY_DATASETS, write_yaml
 
 
 def test_every_predictor_is_swept_and_evaluated_with_every_decoder(tiny_run):
@@ -36,3 +39,32 @@ def test_a_volume_too_thin_to_reflect_pad_is_a_config_error(tiny_run):
         Plan.from_config(config)
     config["predict"]["padding_mode"] = "replicate"
     Plan.from_config(config)
+
+
+def _with_test_shape(run_dir, shape):
+    """The tiny datasets file with tiny_test declared at ``shape`` (synthetic: no voxel is generated to plan)."""
+    datasets = copy.deepcopy(TINY_DATASETS)
+    datasets["datasets"]["tiny_test"]["synthetic"]["shape"] = list(shape)
+    write_yaml(run_dir / "datasets.yaml", datasets)
+
+
+def test_a_volume_8x_larger_plans_the_same_number_of_block_jobs(tiny_run):
+    run_dir, config = tiny_run
+    small = Plan.from_config(config)
+    _with_test_shape(run_dir, (48, 128, 128))
+    large = Plan.from_config(config)
+    assert len(large.predict_grid("tiny_test")) == 8 * len(small.predict_grid("tiny_test")) == 32
+    assert len(large.decode_grid("tiny_test")) == 8 * len(small.decode_grid("tiny_test")) == 96
+    assert (large.predict_jobs("tiny_test"), large.decode_jobs("tiny_test")) == (2, 3)
+    assert (small.predict_jobs("tiny_test"), small.decode_jobs("tiny_test")) == (2, 3)
+    config["decode"]["max_jobs"] = 1000  # more than blocks: one job per block
+    assert Plan.from_config(config).decode_jobs("tiny_test") == 96
+
+
+def test_a_teravoxel_volume_plans_at_most_max_jobs(tiny_run):
+    run_dir, config = tiny_run
+    _with_test_shape(run_dir, (1024, 32768, 32768))
+    del config["predict"]["max_jobs"], config["decode"]["max_jobs"]  # the default, 256
+    plan = Plan.from_config(config)
+    assert len(plan.decode_grid("tiny_test")) == 128 * 1024 * 1024  # blocks of 8 x 32 x 32
+    assert plan.predict_jobs("tiny_test") == plan.decode_jobs("tiny_test") == 256

@@ -96,9 +96,9 @@ def test_forcerun_decode_plans_only_decode_and_what_follows(finished_run):
     jobs = planned_jobs(result.stdout)
     assert jobs == {
         "decode_prepare": 1,
-        "decode_block": 3,  # 3 × 2 × 2 blocks, 4 per job
+        "decode_block": 3,  # 3 × 2 × 2 blocks shared by decode.max_jobs = 3 jobs
         "decode_stitch": 1,
-        "decode_relabel": 3,  # grouped like decode_block
+        "decode_relabel": 3,  # as many as decode_block
         "decode": 1,
         "evaluate": 1,
     }
