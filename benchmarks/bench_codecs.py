@@ -42,10 +42,11 @@ from bench_decode import DECODE, LONG_RANGE_OFFSETS, OFFSETS, best_of, synthetic
 from zarr.codecs import BloscCodec
 
 from pipeline_lib.config.schema import schema_defaults
-from pipeline_lib.decoding.affinity_io import as_float
-from pipeline_lib.decoding.connected_components import connected_components, nearest_neighbour_channels
+from pipeline_lib.decoding.connected_components import connected_components
 from pipeline_lib.decoding.partial_store import decode_grid
+from pipeline_lib.io.affinities import as_float
 from pipeline_lib.io.volumes import AFFINITIES, FAST_ZSTD, open_array
+from pipeline_lib.offsets import nearest_neighbour_channels
 
 BEFORE_CHUNK = (32, 64, 64)  # predict's and decode's default chunk shape before
 

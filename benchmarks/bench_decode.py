@@ -49,11 +49,11 @@ from pipeline_lib.config import DecodeSettings, build
 from pipeline_lib.config.schema import schema_defaults
 from pipeline_lib.data.synthetic import generate
 from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
-from pipeline_lib.decoding.affinity_io import AFFINITIES, as_float
 from pipeline_lib.decoding.blockwise import decode_grid
 from pipeline_lib.decoding.connected_components import affinity_graph
 from pipeline_lib.decoding.registry import decoder_settings
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
+from pipeline_lib.io.affinities import AFFINITIES, as_float
 from pipeline_lib.io.volumes import FAST_ZSTD, create_array, open_array, partial_path
 
 OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]

@@ -77,7 +77,7 @@ def child(args: argparse.Namespace) -> None:
         from monai.inferers import sliding_window_inference
 
         from pipeline_lib.inference.predict import AFFINITIES, load_model
-        from pipeline_lib.inference.storage import encode_affinities
+        from pipeline_lib.io.affinities import encode_affinities
         from pipeline_lib.io.volumes import FAST_ZSTD, create_array, normalize_image, open_array, voxel_size
 
         model, predict = settings(args)

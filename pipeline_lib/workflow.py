@@ -21,10 +21,9 @@ from typing import Any
 from pipeline_lib.blockstore import job_count
 from pipeline_lib.config import Settings, load_config, read_yaml
 from pipeline_lib.config.schema import validate_with_defaults
-from pipeline_lib.data.assemble import dataset_shape
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.geometry import BlockGrid, reflect_padding_problem
-from pipeline_lib.io.sources import source_files
+from pipeline_lib.io.sources import dataset_shape, source_files
 
 
 @dataclass(frozen=True)

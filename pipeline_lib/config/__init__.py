@@ -33,7 +33,7 @@ from pipeline_lib.config.settings import (
     SyntheticSpec,
 )
 from pipeline_lib.errors import ConfigError
-from pipeline_lib.inference.tta_variants import check_offsets  # no torch: the config is read at workflow start
+from pipeline_lib.offsets import NEAREST_NEIGHBOUR_OFFSETS, check_offsets, missing_nearest_neighbours
 
 __all__ = [
     "AssembleSettings",
@@ -174,13 +174,10 @@ def _check_block_shapes(data: Mapping[str, Any]) -> None:
             )
 
 
-NEAREST_NEIGHBOUR_OFFSETS = ([-1, 0, 0], [0, -1, 0], [0, 0, -1])
-
-
 def _check_offsets(data: Mapping[str, Any]) -> None:
     """Every decoder reads the nearest-neighbour affinities, so every model must predict them."""
     for name, model in data["models"].items():
-        missing = [o for o in NEAREST_NEIGHBOUR_OFFSETS if list(o) not in [list(v) for v in model["offsets"]]]
+        missing = missing_nearest_neighbours(model["offsets"])
         if missing:
             raise ConfigError(
                 f"config key 'models.{name}.offsets': must include the nearest-neighbour offsets "

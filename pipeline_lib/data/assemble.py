@@ -77,17 +77,6 @@ def dataset_region(spec: DatasetSpec, source_shape: Sequence[int]) -> Box:
     return roi
 
 
-def dataset_shape(spec: DatasetSpec) -> tuple[int, int, int]:
-    """Shape (z, y, x) of the assembled volume, known without reading any voxel data."""
-    if spec.synthetic is not None and spec.roi is None:
-        return spec.synthetic.shape
-    if spec.roi is not None:
-        return spec.roi.shape
-    assert spec.image is not None
-    z, y, x = open_source(spec.image, Path("/")).shape
-    return (z, y, x)
-
-
 def _output_dtype(role: str, dtype: np.dtype) -> np.dtype:
     if role == "image":
         return dtype

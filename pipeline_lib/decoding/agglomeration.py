@@ -28,7 +28,7 @@ import mwatershed
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline_lib.decoding.connected_components import nearest_neighbour_channels
+from pipeline_lib.offsets import nearest_neighbour_channels
 
 QUEUE_BINS = 256
 _LIBC = ctypes.CDLL(None)

@@ -78,13 +78,13 @@ from numpy.typing import NDArray
 
 from pipeline_lib.blockstore import GRID_ATTR, BlockStore, grid_record
 from pipeline_lib.config import DecoderSettings, DecodeSettings
-from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, as_float, read_stored
-from pipeline_lib.decoding.connected_components import edges_above, label_block, nearest_neighbour_channels
+from pipeline_lib.decoding.connected_components import edges_above, label_block
 from pipeline_lib.decoding.partial_store import DECODED, LABELS, RELABELLED_BLOCKS, decode_grid, labels_path
 from pipeline_lib.decoding.registry import get_decoder
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
 from pipeline_lib.decoding.stitching import face_planes, halo_slabs, small_object_record
 from pipeline_lib.geometry import BlockGrid
+from pipeline_lib.io.affinities import AFFINITIES, affinity_offsets, as_float, read_stored
 from pipeline_lib.io.volumes import (
     FAST_ZSTD,
     SEGMENTATION,
@@ -96,6 +96,7 @@ from pipeline_lib.io.volumes import (
     store_attrs,
     voxel_size,
 )
+from pipeline_lib.offsets import nearest_neighbour_channels
 from pipeline_lib.provenance import provenance
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ import cc3d
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline_lib.decoding.affinity_io import as_float
-from pipeline_lib.errors import ConfigError
+from pipeline_lib.io.affinities import as_float
+from pipeline_lib.offsets import nearest_neighbour_channels
 
 # cc3d labels in Fortran order and first copies a graph in any other layout to it (0.13-0.2 s
 # per 62.5 Mvoxel here, ``benchmarks/bench_decode.py``). So graphs are built as C-ordered
@@ -33,22 +33,6 @@ from pipeline_lib.errors import ConfigError
 # v - e_a for numpy axis a of (z, y, x) is cc3d's minus-direction bit of its axis 2 - a
 # (cc3d: axis 0 -> 2, axis 1 -> 8, axis 2 -> 32).
 MINUS_BIT = (32, 8, 2)
-
-
-def nearest_neighbour_channels(offsets: Sequence[Sequence[int]]) -> tuple[int, int, int]:
-    """Indices of the channels with offsets (-1,0,0), (0,-1,0), (0,0,-1)."""
-    channels = []
-    for axis in range(3):
-        unit = tuple(-1 if a == axis else 0 for a in range(3))
-        found = [k for k, o in enumerate(offsets) if tuple(o) == unit]
-        if not found:
-            raise ConfigError(
-                f"decoding needs the nearest-neighbour affinity {list(unit)}; "
-                f"model offsets are {[list(o) for o in offsets]}"
-            )
-        channels.append(found[0])
-    z, y, x = channels
-    return (z, y, x)
 
 
 def uint8_cutoff(threshold: float) -> int:

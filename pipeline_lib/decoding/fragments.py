@@ -34,8 +34,8 @@ from numpy.typing import NDArray
 from scipy.ndimage import distance_transform_edt, label, maximum_filter
 from skimage.segmentation import watershed
 
-from pipeline_lib.decoding.connected_components import nearest_neighbour_channels
 from pipeline_lib.decoding.watershed import mean_affinity
+from pipeline_lib.offsets import nearest_neighbour_channels
 
 
 def stored_mean(affinities: NDArray[np.floating], offsets: Sequence[Sequence[int]]) -> NDArray[np.float32]:

@@ -35,10 +35,11 @@ from numpy.typing import NDArray
 from pipeline_lib.config import DecoderSettings, build
 from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.decoding.agglomeration import mutex_watershed, waterz_segmentation
-from pipeline_lib.decoding.connected_components import connected_components, nearest_neighbour_channels
+from pipeline_lib.decoding.connected_components import connected_components
 from pipeline_lib.decoding.postprocess import relabel_consecutive, remove_small_objects
 from pipeline_lib.decoding.watershed import seeded_watershed
 from pipeline_lib.errors import ConfigError
+from pipeline_lib.offsets import nearest_neighbour_channels
 
 DecodeFunction = Callable[[NDArray[np.float32], Sequence[Sequence[int]], DecoderSettings], NDArray[np.integer]]
 Stitch = Literal["affinity", "overlap"]

@@ -29,26 +29,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline_lib.config import DecoderSettings
-from pipeline_lib.decoding.affinity_io import AFFINITIES, affinity_offsets, as_float, read_stored
 from pipeline_lib.decoding.agglomeration import waterz_segmentations
 from pipeline_lib.decoding.registry import decode_array, get_decoder, postprocess
-from pipeline_lib.evaluation import evaluate_arrays
+from pipeline_lib.evaluation import SegmentationScores, evaluate_arrays
 from pipeline_lib.geometry import Box
+from pipeline_lib.io.affinities import AFFINITIES, affinity_offsets, as_float, read_stored
 from pipeline_lib.io.volumes import atomic_file, open_array
 
 Criterion = Literal["arand", "voi"]
-COLUMNS = (
-    "threshold",
-    "voi_split",
-    "voi_merge",
-    "voi",
-    "arand",
-    "arand_precision",
-    "arand_recall",
-    "n_seg_objects",
-    "n_gt_objects",
-    "seconds",
-)
+COLUMNS = ("threshold", *(c for c in SegmentationScores.COLUMNS if c != "n_voxels"), "seconds")
 
 
 def segmentations(
@@ -122,8 +111,7 @@ def sweep(
     rows = []
     start = time.perf_counter()
     for threshold, segmentation in segmentations(affinities, offsets, decoder, thresholds):
-        scores = evaluate_arrays(segmentation, labels).to_dict()
-        rows.append({"threshold": threshold, **scores, "voi": scores["voi_split"] + scores["voi_merge"]})
+        rows.append({"threshold": threshold, **evaluate_arrays(segmentation, labels).row()})
         rows[-1]["seconds"] = round(time.perf_counter() - start, 3)
         start = time.perf_counter()
     rows.sort(key=lambda r: r["threshold"])

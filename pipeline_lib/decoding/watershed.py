@@ -23,7 +23,8 @@ from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter
 from skimage.segmentation import watershed
 
-from pipeline_lib.decoding.connected_components import graph_from_edges, label_graph, nearest_neighbour_channels
+from pipeline_lib.decoding.connected_components import graph_from_edges, label_graph
+from pipeline_lib.offsets import nearest_neighbour_channels
 
 
 def mean_affinity(affinities: NDArray[np.floating], offsets: Sequence[Sequence[int]]) -> NDArray[np.float32]:

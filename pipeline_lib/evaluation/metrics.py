@@ -19,8 +19,9 @@ Conventions (CREMI / SNEMI3D, as in the README, Conventions):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Protocol
 
 import fastremap
 import numpy as np
@@ -58,6 +59,19 @@ class SegmentationScores:
     n_seg_objects: int
     n_voxels: int  # voxels counted (gt != 0)
 
+    # The columns of a score table, in order: every field plus the total ``voi``.
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "voi_split",
+        "voi_merge",
+        "voi",
+        "arand",
+        "arand_precision",
+        "arand_recall",
+        "n_seg_objects",
+        "n_gt_objects",
+        "n_voxels",
+    )
+
     @property
     def voi(self) -> float:
         """Total variation of information, split + merge (bits)."""
@@ -66,6 +80,16 @@ class SegmentationScores:
     def to_dict(self) -> dict[str, float | int]:
         """Plain-Python dict of all fields (JSON serialisable)."""
         return dict(asdict(self))
+
+    def row(self) -> dict[str, float | int]:
+        """The table row: :data:`COLUMNS` in order, ``voi`` included."""
+        values = {**self.to_dict(), "voi": self.voi}
+        return {column: values[column] for column in self.COLUMNS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SegmentationScores:
+        """The scores recorded in ``data`` (an evaluation JSON; other keys are ignored)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 def _compact(values: NDArray[np.uint64], hashed: bool) -> tuple[NDArray[np.integer], _U64]:

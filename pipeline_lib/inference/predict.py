@@ -59,8 +59,8 @@ from pipeline_lib.inference.predictor import (
     resolve_device,
 )
 from pipeline_lib.inference.sliding import blend_region, count_windows, window_context
-from pipeline_lib.inference.storage import RowWriter, encode_affinities
-from pipeline_lib.inference.tta_variants import variants
+from pipeline_lib.inference.storage import RowWriter
+from pipeline_lib.io.affinities import encode_affinities
 from pipeline_lib.io.volumes import (
     AFFINITIES,
     FAST_ZSTD,
@@ -72,6 +72,7 @@ from pipeline_lib.io.volumes import (
     set_store_attrs,
     voxel_size,
 )
+from pipeline_lib.offsets import variants
 from pipeline_lib.progress import progress
 from pipeline_lib.provenance import provenance
 

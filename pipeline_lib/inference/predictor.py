@@ -29,8 +29,8 @@ from torch import nn
 
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.inference.tta import Combiner, invert
-from pipeline_lib.inference.tta_variants import Combine, Variant, inverse_plan
 from pipeline_lib.models import create_network
+from pipeline_lib.offsets import Combine, Variant, inverse_plan
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
-"""How predicted affinities are stored: their encoding, and block writes one chunk row at a time.
+"""Block writes of predicted outputs one chunk row at a time (:class:`RowWriter`).
 
-Encodings (``predict.dtype``): ``uint8`` holds ``round(255 · p)``, ``float16`` the
-probability; :func:`pipeline_lib.decoding.affinity_io.as_float` reads either back as float32.
+The encoding of the affinities written is :mod:`pipeline_lib.io.affinities`.
 """
 
 from __future__ import annotations
@@ -11,18 +10,6 @@ from typing import Any
 import numpy as np
 
 from pipeline_lib.geometry import Box
-
-
-def encode_affinities(affinities: np.ndarray, dtype: str) -> np.ndarray:
-    """Storage form of ``(C, …)`` float affinities: uint8 ``round(255 · p)`` or float16."""
-    if dtype == "uint8":
-        encoded = np.empty(affinities.shape, dtype=np.uint8)
-        for c, channel in enumerate(affinities):  # one channel of float temporaries at a time
-            scaled = np.clip(channel, 0.0, 1.0)
-            scaled *= 255.0
-            encoded[c] = np.rint(scaled, out=scaled)
-        return encoded
-    return affinities.astype(np.float16)
 
 
 class RowWriter:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import torch
 
 from pipeline_lib.errors import ConfigError
-from pipeline_lib.inference.tta_variants import ChannelPlan, Combine, Variant
+from pipeline_lib.offsets import ChannelPlan, Combine, Variant
 
 
 def _shift(channel: torch.Tensor, offset: Sequence[int]) -> torch.Tensor:

@@ -13,18 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
-from pipeline_lib.decoding.affinity_io import AFFINITIES, as_float  # noqa: E402
+from pipeline_lib.io.affinities import AFFINITIES, as_float  # noqa: E402
 from pipeline_lib.io.volumes import atomic_file, has_array, normalize_image, open_array, voxel_size  # noqa: E402
+from pipeline_lib.offsets import shown_channels  # noqa: E402
 from pipeline_lib.report.slices import MAX_EXTENT, N_Z_SLICES, Plane, choose_planes, label_colours, read_plane  # noqa: E402
 
 PANEL_INCHES = 3.0
 DPI = 110
-
-
-def nearest_channels(offsets: Sequence[Sequence[int]]) -> list[int]:
-    """Channels whose offset is a unit step (the direct-neighbour edges); all if there are none."""
-    unit = [k for k, o in enumerate(offsets) if sum(abs(int(v)) for v in o) == 1]
-    return unit or list(range(len(offsets)))
 
 
 def _mean_affinity(array: Any, plane: Plane, channels: Sequence[int]) -> NDArray[np.float32]:
@@ -62,7 +57,7 @@ def plot_slices(
     affinities = None
     if prediction_store is not None:
         affinities = open_array(prediction_store, AFFINITIES)
-        channels = nearest_channels(affinities.attrs.get("offsets", [[0, 0, 0]] * affinities.shape[0]))  # type: ignore[arg-type]
+        channels = shown_channels(affinities.attrs.get("offsets", [[0, 0, 0]] * affinities.shape[0]))  # type: ignore[arg-type]
         columns.append(("affinities (mean, nearest edges)", ("affinities", affinities, channels)))
     for name, store in segmentation_stores.items():
         columns.append((f"segmentation: {name}", ("labels", open_array(store, "segmentation"))))
@@ -111,4 +106,4 @@ def plot_slices(
     return planes
 
 
-__all__ = ["nearest_channels", "plot_slices"]
+__all__ = ["plot_slices"]

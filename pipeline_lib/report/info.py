@@ -10,18 +10,10 @@ import yaml
 import zarr
 
 from pipeline_lib.errors import UserError
+from pipeline_lib.evaluation.metrics import SegmentationScores
 from pipeline_lib.io.volumes import SCALE0, has_array, store_attrs, voxel_size
 
-SCORE_KEYS = (
-    "voi_split",
-    "voi_merge",
-    "arand",
-    "arand_precision",
-    "arand_recall",
-    "n_seg_objects",
-    "n_gt_objects",
-    "n_voxels",
-)
+SCORE_KEYS = tuple(c for c in SegmentationScores.COLUMNS if c != "voi")  # the fields an evaluation JSON records
 
 
 def _arrays(store: Path) -> dict[str, dict[str, Any]]:

@@ -14,20 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pipeline_lib.evaluation.metrics import SegmentationScores  # noqa: E402
 from pipeline_lib.io.volumes import atomic_file  # noqa: E402
 
 KEYS = ["model", "decoder", "dataset"]
-SCORES = [
-    "voi_split",
-    "voi_merge",
-    "voi",
-    "arand",
-    "arand_precision",
-    "arand_recall",
-    "n_seg_objects",
-    "n_gt_objects",
-    "n_voxels",
-]
 
 Evaluation = tuple[str, str, str, str | Path]  # model, decoder, dataset, evaluation JSON
 
@@ -39,10 +29,9 @@ def evaluation_table(evaluations: Sequence[Evaluation]) -> pd.DataFrame:
     for model, decoder, dataset, path in evaluations:
         scores = json.loads(Path(path).read_text())
         row: dict[str, object] = {"model": model, "decoder": decoder, "dataset": dataset}
-        row.update({k: scores[k] for k in SCORES if k != "voi"})
-        row["voi"] = scores["voi_split"] + scores["voi_merge"]
+        row.update(SegmentationScores.from_dict(scores).row())
         rows.append(row)
-    table = pd.DataFrame(rows, columns=KEYS + SCORES)
+    table = pd.DataFrame(rows, columns=[*KEYS, *SegmentationScores.COLUMNS])
     return table.sort_values(["dataset", "arand", "model", "decoder"], ignore_index=True)
 
 

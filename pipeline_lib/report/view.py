@@ -23,7 +23,7 @@ import zarr
 
 from pipeline_lib.errors import UserError
 from pipeline_lib.io.volumes import SCALE0, has_array, store_attrs, voxel_size
-from pipeline_lib.report.figures import nearest_channels
+from pipeline_lib.offsets import shown_channels
 
 NEUROGLANCER = "https://neuroglancer-demo.appspot.com"
 URL_BASE = "http://localhost:8000"
@@ -117,7 +117,7 @@ def _ng_layer(layer: Layer, root: Path, url_base: str) -> dict[str, Any]:
     if layer.kind == "segmentation":
         return {"type": "segmentation", "name": layer.name, "source": url, "visible": layer.array != "mask"}
     if layer.kind == "affinities":
-        channels = (nearest_channels(layer.offsets) if layer.offsets else list(range(layer.shape[0])))[:3]
+        channels = (shown_channels(layer.offsets) if layer.offsets else list(range(layer.shape[0])))[:3]
         channels += [channels[-1]] * (3 - len(channels))
         vz, vy, vx = layer.voxel_size
         transform = {"outputDimensions": {"c^": [1, ""], "z": _m(vz), "y": _m(vy), "x": _m(vx)}}

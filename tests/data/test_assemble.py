@@ -10,11 +10,11 @@ import pytest
 from pipeline_lib.config import DatasetSpec
 from pipeline_lib.config.settings import Roi, SyntheticSpec
 from pipeline_lib.data import assemble
-from pipeline_lib.data.assemble import assemble_dataset, dataset_shape, super_blocks
+from pipeline_lib.data.assemble import assemble_dataset, super_blocks
 from pipeline_lib.data.synthetic import generate
 from pipeline_lib.errors import UserError
 from pipeline_lib.io import tiles
-from pipeline_lib.io.sources import open_source
+from pipeline_lib.io.sources import dataset_shape, open_source
 from pipeline_lib.io.volumes import open_array, partial_path, store_attrs, voxel_size
 
 

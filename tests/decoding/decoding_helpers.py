@@ -9,7 +9,7 @@ import fastremap
 import numpy as np
 
 from pipeline_lib.config import DecodeSettings
-from pipeline_lib.decoding.affinity_io import AFFINITIES
+from pipeline_lib.io.affinities import AFFINITIES
 from pipeline_lib.io.volumes import create_array, open_array
 
 NN_OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]

@@ -30,11 +30,11 @@ from decoding_helpers import LONG_OFFSETS, NN_OFFSETS, decode_settings, read_seg
 
 from pipeline_lib.data.synthetic import generate
 from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
-from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.decoding.registry import decode_array, decoder_settings
 from pipeline_lib.decoding.stitching import agreeing_pairs, halo_slabs
 from pipeline_lib.evaluation import evaluate_arrays
 from pipeline_lib.geometry import BlockGrid, Box
+from pipeline_lib.io.affinities import as_float
 from pipeline_lib.io.volumes import partial_path
 from pipeline_lib.targets import affinities
 

@@ -7,7 +7,6 @@ import pytest
 from decoding_helpers import NN_OFFSETS, decode_settings, read_segmentation, same_partition, write_affinities
 
 from pipeline_lib.decoding import decode_volume
-from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.decoding.connected_components import (
     affinity_graph,
     connected_components,
@@ -18,6 +17,7 @@ from pipeline_lib.decoding.connected_components import (
 )
 from pipeline_lib.decoding.registry import decode_array, decoder_settings
 from pipeline_lib.evaluation import evaluate_arrays
+from pipeline_lib.io.affinities import as_float
 from pipeline_lib.targets import affinities
 
 

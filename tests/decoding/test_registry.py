@@ -53,8 +53,8 @@ def test_stitching_and_halo_by_method() -> None:
 def test_affinity_array_name_matches_prediction() -> None:
     # read from the source: importing the inference module would import torch (~10 s)
     import pipeline_lib
-    from pipeline_lib.decoding.affinity_io import AFFINITIES
     from pipeline_lib.io import volumes
+    from pipeline_lib.io.affinities import AFFINITIES
 
     assert AFFINITIES is volumes.AFFINITIES  # the one definition of the store layout
     source = (Path(pipeline_lib.__file__).parent / "inference" / "predict.py").read_text()

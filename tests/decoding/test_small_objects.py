@@ -14,13 +14,13 @@ from decoding_helpers import NN_OFFSETS, decode_settings, read_segmentation, sam
 
 from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
-from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.decoding.connected_components import connected_components
 from pipeline_lib.decoding.partial_store import block_record, decode_grid, labels_path
 from pipeline_lib.decoding.postprocess import contacts, remove_small_objects
 from pipeline_lib.decoding.registry import decode_array, decoder_settings
 from pipeline_lib.decoding.relabel import stitch_blocks
 from pipeline_lib.decoding.stitching import component_contacts
+from pipeline_lib.io.affinities import as_float
 from pipeline_lib.io.volumes import partial_path
 from pipeline_lib.targets import affinities
 

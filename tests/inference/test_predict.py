@@ -13,7 +13,6 @@ import pytest
 import torch
 from monai.inferers import sliding_window_inference
 
-from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.inference.predict import (
     AFFINITIES,
@@ -27,6 +26,7 @@ from pipeline_lib.inference.predict import (
     prepare_prediction,
 )
 from pipeline_lib.inference.predictor import autocast_dtype, load_model
+from pipeline_lib.io.affinities import as_float
 from pipeline_lib.io.volumes import normalize_image, open_array, partial_path, store_attrs
 from tests.inference.conftest import save_checkpoint, settings, write_volume
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.geometry import Box
-from pipeline_lib.inference.storage import RowWriter, encode_affinities
+from pipeline_lib.inference.storage import RowWriter
+from pipeline_lib.io.affinities import as_float, encode_affinities
 from pipeline_lib.io.volumes import create_array
 
 

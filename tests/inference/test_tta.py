@@ -9,7 +9,7 @@ import torch
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.inference.predictor import WindowPredictor
 from pipeline_lib.inference.tta import Combiner, invert
-from pipeline_lib.inference.tta_variants import Variant, inverse_plan, variants
+from pipeline_lib.offsets import Variant, inverse_plan, variants
 from pipeline_lib.targets import affinities
 from tests.inference.conftest import LONG, SHORT, Oracle, blend, random_labels
 

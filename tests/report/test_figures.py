@@ -10,7 +10,6 @@ import pytest
 
 from pipeline_lib.io.volumes import create_array
 from pipeline_lib.report import plot_slices
-from pipeline_lib.report.figures import nearest_channels
 from pipeline_lib.report.slices import choose_planes, label_colours, read_plane
 
 
@@ -77,11 +76,6 @@ def test_label_colours_are_stable_and_leave_background_clear():
     np.testing.assert_array_equal(rgba[0, 2], rgba[1, 0])  # same id, same colour
     assert not np.allclose(rgba[0, 1, :3], rgba[0, 2, :3])  # neighbouring ids differ
     np.testing.assert_array_equal(label_colours(labels), rgba)
-
-
-def test_nearest_channels():
-    assert nearest_channels([[-1, 0, 0], [0, -1, 0], [0, 0, -1], [0, -3, 0]]) == [0, 1, 2]
-    assert nearest_channels([[0, -3, 0]]) == [0]
 
 
 def test_mean_affinity_of_a_plane(synthetic_run):

@@ -1,7 +1,11 @@
-"""Reading stored affinities without importing the inference stack (torch) into decode jobs.
+"""The storage format of predicted affinities: array name, encoding, recorded offsets.
 
-The array name and the encoding (``uint8`` 0–255 or ``float16``) are those written by
-:mod:`pipeline_lib.inference.predict`; ``tests/decoding`` checks that they agree.
+A prediction store holds the array :data:`AFFINITIES` of shape ``(C, z, y, x)``, channel
+``k`` for the offset ``attrs["offsets"][k]`` (:mod:`pipeline_lib.offsets`). Encodings
+(``predict.dtype``): ``uint8`` holds ``round(255 · p)``, ``float16`` the probability
+``p``. :func:`encode_affinities` writes either form, :func:`as_float` reads either back as
+float32 in [0, 1]; :func:`read_stored` and :func:`affinity_offsets` read a store. No torch:
+decode jobs and the report import this module.
 """
 
 from __future__ import annotations
@@ -15,6 +19,18 @@ from numpy.typing import NDArray
 
 from pipeline_lib.geometry import Box
 from pipeline_lib.io.volumes import AFFINITIES, open_array
+
+
+def encode_affinities(affinities: np.ndarray, dtype: str) -> np.ndarray:
+    """Storage form of ``(C, …)`` float affinities: uint8 ``round(255 · p)`` or float16."""
+    if dtype == "uint8":
+        encoded = np.empty(affinities.shape, dtype=np.uint8)
+        for c, channel in enumerate(affinities):  # one channel of float temporaries at a time
+            scaled = np.clip(channel, 0.0, 1.0)
+            scaled *= 255.0
+            encoded[c] = np.rint(scaled, out=scaled)
+        return encoded
+    return affinities.astype(np.float16)
 
 
 def as_float(stored: NDArray[Any]) -> NDArray[np.float32]:
@@ -40,4 +56,4 @@ def affinity_offsets(store: str | Path) -> list[list[int]]:
     return [[int(v) for v in o] for o in offsets]
 
 
-__all__ = ["AFFINITIES", "affinity_offsets", "as_float", "read_stored"]
+__all__ = ["AFFINITIES", "affinity_offsets", "as_float", "encode_affinities", "read_stored"]

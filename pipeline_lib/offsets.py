@@ -1,10 +1,18 @@
-"""Test-time augmentation variants and the offset rules they impose, without torch.
+"""Affinity offsets: the nearest-neighbour set, channel lookup, and the rules of test-time augmentation.
 
-A variant flips spatial axes and optionally swaps y and x (see :mod:`pipeline_lib.inference.tta`
-for how an affinity output is inverted). :func:`inverse_plan` says where each output channel
-comes from and rejects offsets a variant cannot be inverted for; :func:`check_offsets` runs
-it for every variant of a config, so the workflow rejects such a config when it starts,
-before any job (this module imports no torch, so reading the config stays fast).
+The one home of these conventions; config, training, inference, decoding and the report
+import it, and it imports no torch (reading the config at workflow start stays fast).
+
+Channel ``k`` of an affinity array has an offset ``o_k = (dz, dy, dx)`` with entries ≤ 0;
+its value at voxel ``v`` describes the edge between ``v`` and ``v + o_k`` (see
+:mod:`pipeline_lib.targets`). Every decoder reads the three nearest-neighbour channels
+:data:`NEAREST_NEIGHBOUR_OFFSETS`; :func:`nearest_neighbour_channels` finds them.
+
+A test-time augmentation :class:`Variant` flips spatial axes and optionally swaps y and x
+(see :mod:`pipeline_lib.inference.tta` for how an affinity output is inverted).
+:func:`inverse_plan` says where each output channel comes from and rejects offsets a variant
+cannot be inverted for; :func:`check_offsets` runs it for every variant of a config, so the
+workflow rejects such a config when it starts, before any job.
 """
 
 from __future__ import annotations
@@ -22,6 +30,37 @@ if TYPE_CHECKING:
 AXIS_NAMES = ("z", "y", "x")
 Combine = Literal["mean", "min", "max"]
 Offsets = Sequence[Sequence[int]]
+NEAREST_NEIGHBOUR_OFFSETS = ([-1, 0, 0], [0, -1, 0], [0, 0, -1])  # z, y, x
+
+
+def missing_nearest_neighbours(offsets: Offsets) -> list[list[int]]:
+    """The nearest-neighbour offsets (z, y, x order) that ``offsets`` lacks."""
+    present = [[int(v) for v in o] for o in offsets]
+    return [list(o) for o in NEAREST_NEIGHBOUR_OFFSETS if list(o) not in present]
+
+
+def nearest_neighbour_channels(offsets: Offsets) -> tuple[int, int, int]:
+    """Indices of the channels with offsets (-1,0,0), (0,-1,0), (0,0,-1), in this order.
+
+    Raises :class:`ConfigError` naming the first one ``offsets`` lacks.
+    """
+    missing = missing_nearest_neighbours(offsets)
+    if missing:
+        raise ConfigError(
+            f"decoding needs the nearest-neighbour affinity {missing[0]}; "
+            f"model offsets are {[list(o) for o in offsets]}"
+        )
+    present = [[int(v) for v in o] for o in offsets]
+    z, y, x = (present.index(list(o)) for o in NEAREST_NEIGHBOUR_OFFSETS)
+    return (z, y, x)
+
+
+def shown_channels(offsets: Offsets) -> list[int]:
+    """The channels a figure or viewer shows: the nearest-neighbour ones in store order, or
+    every channel of a store that lacks one of them."""
+    if missing_nearest_neighbours(offsets):
+        return list(range(len(offsets)))
+    return sorted(nearest_neighbour_channels(offsets))
 
 
 @dataclass(frozen=True)
@@ -104,4 +143,17 @@ def check_offsets(flip: Sequence[str], transpose: bool, offsets: Offsets) -> Non
         inverse_plan(variant, offsets)
 
 
-__all__ = ["AXIS_NAMES", "ChannelPlan", "Combine", "Offsets", "Variant", "check_offsets", "inverse_plan", "variants"]
+__all__ = [
+    "AXIS_NAMES",
+    "NEAREST_NEIGHBOUR_OFFSETS",
+    "ChannelPlan",
+    "Combine",
+    "Offsets",
+    "Variant",
+    "check_offsets",
+    "inverse_plan",
+    "missing_nearest_neighbours",
+    "nearest_neighbour_channels",
+    "shown_channels",
+    "variants",
+]
