@@ -148,6 +148,7 @@ class ModelSettings:
     precision: Literal["32", "16-mixed", "bf16-mixed"]
     val_every_n_steps: int
     val_batches: int
+    resume_every_n_steps: int
     num_workers: int
     seed: int
     boundary_weight: float

@@ -10,6 +10,7 @@ turned into the stacked targets and their loss weights.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +91,12 @@ class RandomPatches(IterableDataset[Sample]):
     """An endless stream of random, augmented patches from several volumes.
 
     Volumes are drawn with probability proportional to ``volume_weights``, by default to
-    their size. ``seed`` and the worker id
-    fix the stream, so a run is reproducible.
+    their size. The stream is a function of ``seed`` and the batch index alone: batch ``b``
+    (``batch_size`` patches, the DataLoader's batch size) is drawn from a generator seeded with
+    ``(seed, b)``, and with ``n`` DataLoader workers worker ``w`` makes batches ``w, w + n, …``,
+    the order in which the DataLoader takes them. So the batches are the same for any number of
+    workers, and a resumed run that sets :attr:`start_batch` to the number of batches already
+    trained on continues exactly the stream an uninterrupted run would see.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class RandomPatches(IterableDataset[Sample]):
         augment: AugmentSettings,
         sampling: SamplingSettings,
         volume_weights: Sequence[float] | None = None,
+        batch_size: int = 1,
     ) -> None:
         if not stores:
             raise UserError("no training volumes: select a dataset with role 'train'")
@@ -110,6 +116,8 @@ class RandomPatches(IterableDataset[Sample]):
         self.seed = seed
         self.augment = augment
         self.sampling = sampling
+        self.batch_size = batch_size
+        self.start_batch = 0  # the first batch of the stream (a resumed run sets it)
         # Open once here to fail early on shape errors; workers reopen lazily.
         sizes = [float(_Volume(s, spec.shape).n_voxels) for s in self.stores]
         if volume_weights is not None:
@@ -123,15 +131,16 @@ class RandomPatches(IterableDataset[Sample]):
 
     def __iter__(self) -> Iterator[Sample]:
         info = get_worker_info()
-        worker = info.id if info is not None else 0
-        rng = np.random.default_rng([self.seed, worker])
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         pipeline = build_augment(self.augment, self.spec.shape)
-        pipeline.set_random_state(seed=int(rng.integers(2**31)))
         volumes = [_Volume(s, self.spec.shape) for s in self.stores]
-        while True:
-            image, labels, mask = self._draw(rng, volumes)
-            image, labels, mask = augment_patch(pipeline, image, renumber(labels), mask)
-            yield make_sample(image, labels, mask, self.spec)
+        for batch in itertools.count(self.start_batch + worker, workers):
+            rng = np.random.default_rng([self.seed, batch])
+            pipeline.set_random_state(seed=int(rng.integers(2**31)))
+            for _ in range(self.batch_size):
+                image, labels, mask = self._draw(rng, volumes)
+                image, labels, mask = augment_patch(pipeline, image, renumber(labels), mask)
+                yield make_sample(image, labels, mask, self.spec)
 
     def _draw(self, rng: np.random.Generator, volumes: list[_Volume]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A crop with enough foreground, or the last of ``max_attempts`` tries."""

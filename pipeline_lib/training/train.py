@@ -3,15 +3,22 @@
 Output folder of a model::
 
     out_dir/best.ckpt        the checkpoint downstream stages use (best validation loss,
-                             or the final one when there is no validation data)
-    out_dir/metrics.csv      every logged value, all resumed runs merged
+                             the final weights included, or the final one when there is
+                             no validation data)
+    out_dir/metrics.csv      every logged value, each step once (resumed runs merged)
     out_dir/loss.png         training and validation loss curves
     out_dir/checkpoints/<settings hash>/last.ckpt   resume state (not a stage output)
+    out_dir/checkpoints/<settings hash>/logs/       the logger's versions, one per (resumed) run
 
-Rerunning after the job was killed resumes from ``last.ckpt`` of the same settings (same
-hash) with optimizer, scheduler and step restored; changed settings start afresh in a new
-folder. A non-finite loss or gradient stops training with a :class:`TrainingDiverged` naming
-the step, the loss terms and the last good checkpoint.
+Training validates every ``val_every_n_steps`` steps and once more at its end (``max_steps``
+or ``max_minutes``), and writes ``last.ckpt`` every ``resume_every_n_steps`` steps, after
+each validation and at the end. Rerunning after the job was killed resumes from ``last.ckpt``
+of the same settings (same hash) with weights, optimizer, scheduler, step, random state and the
+position in the patch stream restored: on the CPU it ends with the same weights as an
+uninterrupted run. Changed settings start afresh in a new folder. A non-finite loss or gradient
+stops training with a :class:`TrainingDiverged` naming the step, the loss terms and the last
+good checkpoint; a SIGTERM (a cancelled job) with a :class:`TrainingInterrupted`, so the job
+exits non-zero. The job uses ``threads`` threads (:mod:`pipeline_lib.threads`).
 """
 
 from __future__ import annotations
@@ -27,17 +34,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-import pandas as pd
 import torch
 from lightning.fabric.plugins.environments import ClusterEnvironment, LightningEnvironment
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from pipeline_lib.config import ModelSettings
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.io.volumes import atomic_file
 from pipeline_lib.provenance import plain_data
+from pipeline_lib.threads import limit_threads, limit_worker_threads
+from pipeline_lib.training.callbacks import ResumeState, StopAtMaxSteps, merge_metrics, resume_step
 from pipeline_lib.training.data import FixedPatches, PatchSpec, RandomPatches
 from pipeline_lib.training.module import AffinityModule, TrainingDiverged
 from pipeline_lib.training.plots import plot_losses
@@ -45,9 +54,19 @@ from pipeline_lib.training.plots import plot_losses
 log = logging.getLogger(__name__)
 
 
+# Settings that change when and how often state is saved, not the trained weights.
+NOT_HASHED = ("resume_every_n_steps",)
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training was stopped by a signal (SIGTERM) before it finished."""
+
+
 def settings_hash(settings: ModelSettings, train_stores: Sequence[Path], val_stores: Sequence[Path]) -> str:
+    """The name of a run's folder: settings that shape the weights and the data they see."""
+    hashed = {k: v for k, v in plain_data(settings).items() if k not in NOT_HASHED}
     record = {
-        "settings": plain_data(settings),
+        "settings": hashed,
         "train": sorted(map(str, train_stores)),
         "val": sorted(map(str, val_stores)),
     }
@@ -106,14 +125,9 @@ def check_validation(settings: ModelSettings, val_stores: Sequence[Path]) -> Non
         raise ConfigError("model key 'lr_schedule.name': 'plateau' needs a dataset with role 'val'")
 
 
-def merge_metrics(log_dir: Path, output: Path) -> pd.DataFrame:
-    """All ``version_*/metrics.csv`` of resumed runs as one table (later runs win per step)."""
-    paths = sorted(log_dir.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
-    frames = [pd.read_csv(p) for p in paths]
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"step": []})
-    with atomic_file(output) as tmp:
-        table.to_csv(tmp, index=False)
-    return table
+def main_threads(threads: int, num_workers: int) -> int:
+    """Threads of the training process when ``num_workers`` loader workers take one each."""
+    return max(1, threads - num_workers)
 
 
 def train_model(
@@ -126,6 +140,8 @@ def train_model(
 ) -> Path:
     """Train (or resume) and write ``best.ckpt``, ``metrics.csv`` and ``loss.png`` in ``out_dir``.
 
+    ``threads`` is the job's CPU budget: each of the ``num_workers`` DataLoader workers
+    computes on one thread and the training process on the rest (at least one).
     ``callbacks`` are extra Lightning callbacks (tests use them to observe or interrupt a run).
     """
     out_dir = Path(out_dir)
@@ -133,38 +149,45 @@ def train_model(
     check_validation(settings, val_paths)
     run_dir = out_dir / "checkpoints" / settings_hash(settings, train_paths, val_paths)
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(threads)
+    limit_threads(main_threads(threads, settings.num_workers))
     L.seed_everything(settings.seed, workers=True, verbose=False)
 
     spec = patch_spec(settings)
+    patches = RandomPatches(
+        train_paths, spec, settings.seed, settings.augment, settings.sampling, batch_size=settings.batch_size
+    )
     train_loader = DataLoader(
-        RandomPatches(train_paths, spec, settings.seed, settings.augment, settings.sampling),
+        patches,
         batch_size=settings.batch_size,
         num_workers=settings.num_workers,
         persistent_workers=settings.num_workers > 0,
+        worker_init_fn=limit_worker_threads,
+        generator=torch.Generator().manual_seed(settings.seed),  # leaves the global generator alone
     )
     val_loader = None
     if val_paths:
-        patches = FixedPatches(val_paths, spec, settings.val_batches * settings.batch_size, settings.seed + 1)
-        val_loader = DataLoader(patches, batch_size=settings.batch_size)
+        val_patches = FixedPatches(val_paths, spec, settings.val_batches * settings.batch_size, settings.seed + 1)
+        val_loader = DataLoader(val_patches, batch_size=settings.batch_size)
     else:
         log.info("no dataset with role 'val': training without validation; best.ckpt is the final checkpoint")
 
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir,
-        filename="best",
-        monitor="val/loss" if val_loader is not None else None,
-        save_last=True,
-        every_n_train_steps=None if val_loader is not None else settings.val_every_n_steps,
-    )
+    last = run_dir / "last.ckpt"
+    best_checkpoint = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/loss", save_top_k=1)
+    resume_state = ResumeState(last, settings.resume_every_n_steps, val_loader is not None, settings.val_every_n_steps)
+    saving = [best_checkpoint, resume_state] if val_loader is not None else [resume_state]
     trainer = L.Trainer(
         max_steps=settings.max_steps,
         max_time=datetime.timedelta(minutes=settings.max_minutes) if settings.max_minutes else None,
         precision=settings.precision,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), *callbacks],
+        callbacks=[
+            StopAtMaxSteps(settings.max_steps),
+            LearningRateMonitor(logging_interval="step"),
+            *callbacks,
+            *saving,
+        ],
         plugins=list(cluster_environment()),  # type: ignore[arg-type]
         gradient_clip_val=settings.gradient_clip or None,
-        logger=CSVLogger(out_dir, name="logs"),
+        logger=CSVLogger(run_dir, name="logs"),
         val_check_interval=settings.val_every_n_steps if val_loader is not None else None,
         check_val_every_n_epoch=None,
         limit_val_batches=settings.val_batches,
@@ -173,10 +196,10 @@ def train_model(
         enable_model_summary=False,
         default_root_dir=out_dir,
     )
-    last = run_dir / "last.ckpt"
     resume = last if last.exists() else None
     if resume is not None:
-        log.info("resuming from %s", resume)
+        patches.start_batch = resume_step(resume)
+        log.info("resuming from %s (step %d)", resume, patches.start_batch)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         try:
@@ -187,13 +210,16 @@ def train_model(
                 f"{e}; last good checkpoint: {good or 'none yet'} (rerunning resumes from it: "
                 "lower learning_rate or set gradient_clip)"
             ) from None
+        except SIGTERMException:
+            # Lightning ends a SIGTERMed fit with SystemExit(None), i.e. exit status 0.
+            raise TrainingInterrupted(
+                f"training stopped by SIGTERM at step {trainer.global_step} of {settings.max_steps}; "
+                f"rerunning resumes from {last if last.exists() else 'the start'}"
+            ) from None
 
-    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
-    if val_loader is None or not best.exists():
-        trainer.save_checkpoint(run_dir / "final.ckpt")
-        best = run_dir / "final.ckpt"
+    best = Path(best_checkpoint.best_model_path) if val_loader is not None and best_checkpoint.best_model_path else last
     with atomic_file(out_dir / "best.ckpt") as tmp:
         shutil.copyfile(best, tmp)
-    table = merge_metrics(out_dir / "logs", out_dir / "metrics.csv")
+    table = merge_metrics(run_dir / "logs", out_dir / "metrics.csv")
     plot_losses(table, out_dir / "loss.png")
     return out_dir / "best.ckpt"

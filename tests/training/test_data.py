@@ -63,3 +63,34 @@ def test_volume_weights_choose_volumes(tmp_path):
     assert all(next(only_b)["image"].max() == 0 for _ in range(10))
     with pytest.raises(UserError, match="one non-negative number per training volume"):
         RandomPatches([a, b], spec, 0, settings.augment, settings.sampling, volume_weights=[1])
+
+
+def _stream(store, workers: int, start: int, n: int) -> list:
+    """The first ``n`` training batches (image tensors) from batch ``start`` on, via a DataLoader."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pipeline_lib.threads import limit_worker_threads
+
+    settings = model_settings(augment={"flip": {"p": 0.5}, "noise": {"p": 0.5}})
+    patches = RandomPatches(
+        [store], PatchSpec((8, 16, 16), OFFSETS), 7, settings.augment, settings.sampling, batch_size=2
+    )
+    patches.start_batch = start
+    loader = DataLoader(patches, batch_size=2, num_workers=workers, worker_init_fn=limit_worker_threads)
+    batches = []
+    for batch in loader:
+        batches.append(torch.cat([batch["image"].flatten(), batch["target"].flatten()]))
+        if len(batches) == n:
+            return batches
+    raise AssertionError("the stream ended")
+
+
+def test_patch_stream_is_the_same_for_any_number_of_workers_and_resumes_at_any_batch(stores):
+    """Issue 21, item 5: the stream is a function of the seed and the batch index."""
+    serial = _stream(stores[0], 0, 0, 6)
+    assert not any(serial[0].equal(b) for b in serial[1:])
+    for got, expected in zip(_stream(stores[0], 2, 0, 6), serial, strict=True):
+        assert got.equal(expected)
+    for got, expected in zip(_stream(stores[0], 0, 3, 3), serial[3:], strict=True):
+        assert got.equal(expected)

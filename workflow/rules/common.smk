@@ -5,7 +5,12 @@ import sys
 from snakemake.utils import validate
 
 from pipeline_lib.errors import UserError
+from pipeline_lib.threads import wait_passively
 from pipeline_lib.workflow import Plan
+
+# Jobs inherit this environment: idle OpenMP threads sleep instead of spinning (Snakemake
+# itself sets OMP_NUM_THREADS and the BLAS thread counts to each job's threads).
+wait_passively()
 
 # pipeline_lib validates first, for one clear message per mistake (and fills the defaults,
 # inside named entries and per-method decoder params too); Snakemake's validate() then
