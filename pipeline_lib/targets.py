@@ -1,6 +1,6 @@
 """Training targets computed from instance labels.
 
-Affinity convention (README, Conventions): channel ``k`` has offset ``o_k = (dz, dy, dx)``
+Affinity convention (docs/conventions.md): channel ``k`` has offset ``o_k = (dz, dy, dx)``
 with entries ≤ 0; the value at voxel ``v`` describes the edge between ``v`` and ``v + o_k``.
 It is 1 when both voxels carry the same non-zero label, else 0, and it is *undefined*
 (mask 0) where ``v + o_k`` lies outside the volume. For labels ``[1, 1, 2]`` along x and

@@ -1,4 +1,4 @@
-"""Smoke runs of the decoding benchmarks on tiny volumes: they run, and print what the README reads.
+"""Smoke runs of the decoding benchmarks on tiny volumes: they run, and print what benchmarks/README.md reads.
 
 Timings are not asserted (this machine is shared and noisy); the contract is the output: JSON
 lines, the last one a summary with ``name``, ``seconds_ours``, ``seconds_baseline``,

@@ -1,4 +1,4 @@
-"""Targets against hand-computed values (the affinity convention of the README, Conventions)."""
+"""Targets against hand-computed values (the affinity convention of docs/conventions.md)."""
 
 import numpy as np
 import pytest

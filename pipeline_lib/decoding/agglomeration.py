@@ -5,7 +5,7 @@ higher splits more. waterz merges while its score ``1 - f(affinities)`` is below
 threshold, so ours is passed as ``1 - threshold``.
 
 waterz reads the three nearest-neighbour channels in the order z, y, x with the convention
-of the README's Conventions (edge ``v — v - e_a`` stored at ``v``); it yields the *same* array updated in
+of docs/conventions.md (edge ``v — v - e_a`` stored at ``v``); it yields the *same* array updated in
 place for every threshold and prints to stdout, so results are copied and its output is
 silenced at the file-descriptor level.
 

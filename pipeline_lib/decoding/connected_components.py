@@ -1,7 +1,7 @@
 """Connected components of the thresholded nearest-neighbour affinity graph (with ``cc3d``).
 
 Two voxels ``v`` and ``v - e_a`` are joined when the affinity stored at ``v`` in the
-channel with offset ``-e_a`` exceeds the threshold (the convention of the README, Conventions).
+channel with offset ``-e_a`` exceeds the threshold (the convention of docs/conventions.md).
 Voxels joined to no neighbour are background (0), i.e. exactly the components of one voxel.
 
 Blockwise (:func:`label_block`), a block is labelled with its own edges only, read without

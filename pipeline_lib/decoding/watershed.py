@@ -1,6 +1,6 @@
 """Seeded watershed on the boundary map derived from nearest-neighbour affinities.
 
-Edge convention (README, Conventions): the value of the channel with offset ``-e_a`` at voxel
+Edge convention (docs/conventions.md): the value of the channel with offset ``-e_a`` at voxel
 ``v`` is the affinity of the edge ``v — v - e_a``. The *mean affinity* of a voxel averages
 the (up to six) nearest-neighbour edges that touch it: the three stored at ``v`` and the
 three stored at ``v + e_a``; edges leaving the array are left out.

@@ -1,6 +1,6 @@
 """Segmentation metrics: variation of information and adapted Rand error.
 
-Conventions (CREMI / SNEMI3D, as in the README, Conventions):
+Conventions (CREMI / SNEMI3D, docs/conventions.md):
 
 * Voxels whose ground-truth label is 0 are dropped before anything is counted.
 * Segmentation label 0 is an ordinary segment (unlike

@@ -5,7 +5,7 @@ variants of a run are all combinations of the configured flips and transpose (th
 always among them): ``flip: [z, y, x]`` with ``transpose: true`` gives 2³·2 = 16.
 
 Inverting a variant on an affinity output (channel ``k`` has offset ``o_k``, the value at
-``v`` describes the edge ``(v, v + o_k)``; see the README's Conventions):
+``v`` describes the edge ``(v, v + o_k)``; see docs/conventions.md):
 
 1. **un-transpose**: swap the y and x axes of the output; the channel the model computed
    for offset ``(dz, dy, dx)`` now describes offset ``(dz, dx, dy)``, so original channel

@@ -39,7 +39,7 @@ SEGMENTATION = "segmentation"
 # zstd level 1 writes them about 2x faster than zarr's default level 3 and reads them as fast,
 # at the same size. LZ4 read affinities 1.1-1.8x faster but stores predicted affinities
 # 1.3x larger (1.7x noisy ones), and bit-shuffled LZ4 stored a segmentation 4.5x larger
-# (``benchmarks/bench_codecs.py``, figures in the README).
+# (``benchmarks/bench_codecs.py``, figures in benchmarks/README.md).
 FAST_ZSTD = ZstdCodec(level=1, checksum=False)
 
 

@@ -1,4 +1,4 @@
-"""Which outputs of a run the report rules read (paths as in the README's results layout)."""
+"""Which outputs of a run the report rules read (paths as in docs/conventions.md, Results layout)."""
 
 from __future__ import annotations
 

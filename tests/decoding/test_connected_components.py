@@ -24,7 +24,7 @@ from pipeline_lib.targets import affinities
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_edge_stored_at_v_joins_v_and_v_minus_one(axis: int) -> None:
     # Along `axis`: edges stored at positions 1 and 3 are on, the one at 2 is off. With the
-    # README's affinity convention (value at v is the edge v — v-1) this gives {0,1} {2,3}; reading
+    # the affinity convention (docs/conventions.md) (value at v is the edge v — v-1) this gives {0,1} {2,3}; reading
     # the edge one voxel off (v — v+1) would give {0} {1,2} {3}.
     shape = [1, 1, 1]
     shape[axis] = 4

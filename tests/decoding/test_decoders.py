@@ -60,7 +60,7 @@ def test_seeds_separate_touching_objects() -> None:
 
 def test_mutex_watershed_links_v_and_v_plus_offset() -> None:
     # Every edge repulsive except the x-edge stored at v=(0,0,3): with offset (0,0,-1) it is
-    # the edge 3 — 2 (README, Conventions), so exactly voxels 2 and 3 merge; the rest stay label 0.
+    # the edge 3 — 2 (docs/conventions.md), so exactly voxels 2 and 3 merge; the rest stay label 0.
     affs = np.zeros((3, 1, 1, 6), dtype=np.float32)
     affs[2, 0, 0, 3] = 1.0
     labels = mutex_watershed(affs, NN_OFFSETS, 0.5, 0.0, (1, 1, 1), False)[0, 0]

@@ -8,7 +8,7 @@
 # Needs root. There is no systemd: the daemons run in the foreground under
 # setsid, and their PIDs are recorded in $STATE/pids/. All state, sockets, pid
 # and log files live under $STATE (env LOCAL_SLURM_DIR, default /tmp/local-slurm);
-# only slurm.conf, slurmdbd.conf (and gres.conf) go to /etc/slurm (see README.md).
+# only slurm.conf, slurmdbd.conf (and gres.conf) go to /etc/slurm (see docs/cluster.md).
 # Env: LOCAL_SLURM_FAKE_GPUS=N declares N fake GPUs (see write_configs).
 set -eEuo pipefail
 trap 'echo "local_slurm: ERROR: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
