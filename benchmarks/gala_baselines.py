@@ -8,7 +8,7 @@ ignored; :func:`pipeline_lib.evaluation.evaluate_arrays`) on the gala TEST crop 
     model's offsets): the ground truth's own affinities plus N(0, 0.2) noise clipped to
     [0, 1] (fixed seeds). Each decoder's threshold is the best (``evaluate.sweep_criterion``,
     ties to the higher threshold, as in :func:`pipeline_lib.decoding.sweep`) of
-    ``evaluate.sweep_thresholds`` on the noisy ground-truth affinities of the VALIDATION part
+    ``evaluate.sweep_thresholds.<method>`` on the noisy ground-truth affinities of the VALIDATION part
     (``gala_val_part``: the train crop's last 64 x-columns); the test crop is only scored.
 (b) a floor with no learning: seeded watershed of the Gaussian-smoothed raw intensities
     (membranes are dark: the boundary map is the negated smoothed image, seeds are connected
@@ -103,7 +103,7 @@ def upper_bound(
 ) -> dict[str, Any]:
     """Threshold swept on noisy GT affinities of val, then test scored at that threshold."""
     val_aff = noisy_gt_affinities(val[1], offsets, NOISE_SEED["val"])
-    thresholds = settings.evaluate.sweep_thresholds
+    thresholds = settings.evaluate.sweep_thresholds[decoder.method]
     tried = [(t, scores(seg, val[1])) for t, seg in segmentations(val_aff, offsets, decoder, thresholds)]
     threshold, val_scores = pick(tried, settings.evaluate.sweep_criterion)
     test_aff = noisy_gt_affinities(test[1], offsets, NOISE_SEED["test"])

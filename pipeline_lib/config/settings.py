@@ -228,7 +228,7 @@ class DecodeSettings:
 @dataclass(frozen=True)
 class EvaluateSettings:
     block_shape: Shape3
-    sweep_thresholds: tuple[float, ...]
+    sweep_thresholds: dict[str, tuple[float, ...]]  # grid per decoder method
     sweep_criterion: Literal["arand", "voi"]
 
 

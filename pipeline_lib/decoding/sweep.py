@@ -11,7 +11,11 @@ agglomeration pass yields every threshold), scores each result against the volum
   the threshold, the best one marked.
 
 It returns the best row (lowest ``criterion``; ties go to the higher threshold, i.e. the
-more conservative, less merged result) as a dict. Outputs are written atomically.
+more conservative, less merged result) as a dict, with the grid tried (``thresholds``) and
+``grid_edge``: ``"lowest"`` or ``"highest"`` when the best threshold is an end of a grid of
+several values (the optimum may lie beyond it: :func:`grid_edge_warning` says which key to
+extend; the warning goes to the log, the JSON's ``warning`` and the plot), else ``None``.
+Outputs are written atomically.
 Memory: the affinities, labels and one or two segmentations of the validation volume.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,6 +40,8 @@ from pipeline_lib.evaluation import SegmentationScores, evaluate_arrays
 from pipeline_lib.geometry import Box
 from pipeline_lib.io.affinities import AFFINITIES, affinity_offsets, as_float, read_stored
 from pipeline_lib.io.volumes import atomic_file, open_array
+
+log = logging.getLogger(__name__)
 
 Criterion = Literal["arand", "voi"]
 COLUMNS = ("threshold", *(c for c in SegmentationScores.COLUMNS if c != "n_voxels"), "seconds")
@@ -59,7 +66,30 @@ def segmentations(
         yield threshold, decode_array(affinities, offsets, dataclasses.replace(decoder, threshold=float(threshold)))
 
 
-def _plot(rows: list[dict[str, Any]], best: dict[str, Any], criterion: str, title: str, path: Path) -> None:
+def grid_edge(best: float, thresholds: Sequence[float]) -> str | None:
+    """``"lowest"`` or ``"highest"`` when ``best`` is that end of a grid of several thresholds."""
+    grid = sorted(set(thresholds))
+    if len(grid) < 2:
+        return None
+    return "lowest" if best == grid[0] else "highest" if best == grid[-1] else None
+
+
+def grid_edge_warning(method: str, criterion: str, best: dict[str, Any], thresholds: Sequence[float]) -> str | None:
+    """One line for a best threshold at an end of its grid (else ``None``), naming the key to extend."""
+    edge = grid_edge(best["threshold"], thresholds)
+    if edge is None:
+        return None
+    beyond = "below" if edge == "lowest" else "above"
+    return (
+        f"{method}: the best {criterion} ({best[criterion]:.4g}) is at threshold {best['threshold']:g}, the {edge} "
+        f"of the grid {sorted(set(thresholds))}; the optimum may lie {beyond} it: extend "
+        f"evaluate.sweep_thresholds.{method}"
+    )
+
+
+def _plot(
+    rows: list[dict[str, Any]], best: dict[str, Any], criterion: str, title: str, path: Path, warning: str | None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,7 +105,8 @@ def _plot(rows: list[dict[str, Any]], best: dict[str, Any], criterion: str, titl
     arand_axis.plot(t, [r["arand"] for r in rows], "-", marker="s", color="tab:red", label="ARAND")
     arand_axis.set_ylabel("adapted Rand error", color="tab:red")
     voi_axis.axvline(best["threshold"], color="grey", alpha=0.5)
-    voi_axis.set_title(f"{title}: best {criterion} at threshold {best['threshold']:g}")
+    edge_note = "\nat the end of the grid: extend it" if warning else ""
+    voi_axis.set_title(f"{title}: best {criterion} at threshold {best['threshold']:g}{edge_note}", fontsize="medium")
     lines = voi_axis.get_legend_handles_labels()[0] + arand_axis.get_legend_handles_labels()[0]
     voi_axis.legend(lines, [str(line.get_label()) for line in lines], loc="upper center", fontsize="small")
     fig.tight_layout()
@@ -120,15 +151,25 @@ def sweep(
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    _plot(rows, best, criterion, decoder.method, Path(out_png))
-    result = {"criterion": criterion, "method": decoder.method, **{k: best[k] for k in COLUMNS}}
+    warning = grid_edge_warning(decoder.method, criterion, best, thresholds)
+    if warning is not None:
+        log.warning(warning)
+    _plot(rows, best, criterion, decoder.method, Path(out_png), warning)
+    result = {
+        "criterion": criterion,
+        "method": decoder.method,
+        **{k: best[k] for k in COLUMNS},
+        "thresholds": sorted(set(thresholds)),
+        "grid_edge": grid_edge(best["threshold"], thresholds),
+        "warning": warning,
+    }
     if out_json is not None:
         with atomic_file(out_json) as tmp:
             tmp.write_text(json.dumps(result, indent=2))
     return result
 
 
-__all__ = ["COLUMNS", "segmentations", "sweep"]
+__all__ = ["COLUMNS", "grid_edge", "grid_edge_warning", "segmentations", "sweep"]
 
 
 def tuned_decoder(decoder: DecoderSettings, sweep_result: str | Path | None) -> DecoderSettings:

@@ -83,3 +83,62 @@ def test_sweep_reads_only_the_decoders_channels(stores, tmp_path, monkeypatch, m
     )
     assert seen == [(n_channels, LONG_OFFSETS[:n_channels])]  # nearest-neighbour channels first in this store
     assert best["threshold"] in (0.3, 0.6)
+
+
+def test_sweep_warns_when_the_best_threshold_is_an_end_of_its_grid(stores, tmp_path, caplog) -> None:
+    """Issue 22, item 4: the optimum t* of a full grid, swept again on the part of the grid up to
+    t* (and from t* on), is that grid's highest (lowest) value: the sweep warns in the log, the
+    JSON and the plot, naming the key to extend; a best inside the grid gets no warning."""
+    decoder = decoder_settings({"method": "waterz", "min_size": 10})
+    full = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+    def run(grid: list[float], name: str) -> dict:
+        out = tmp_path / name
+        sweep(stores / "affs.zarr", stores / "volume.zarr", decoder, grid, out.with_suffix(".csv"),
+              out.with_suffix(".png"), out_json=out.with_suffix(".json"))  # fmt: skip
+        return json.loads(out.with_suffix(".json").read_text())
+
+    best = run(full, "full")
+    optimum = best["threshold"]
+    assert 0.1 < optimum < 0.9, "the synthetic case should have an optimum inside the grid"
+    assert best["grid_edge"] is None and best["warning"] is None and best["thresholds"] == full
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipeline_lib.decoding.sweep"):
+        below = run([t for t in full if t <= optimum], "below")
+    assert below["threshold"] == optimum and below["grid_edge"] == "highest"
+    assert f"at threshold {optimum:g}, the highest of the grid" in below["warning"]
+    assert "the optimum may lie above it: extend evaluate.sweep_thresholds.waterz" in below["warning"]
+    assert [r.getMessage() for r in caplog.records] == [below["warning"]]
+
+    above = run([t for t in full if t >= optimum], "above")
+    assert above["threshold"] == optimum and above["grid_edge"] == "lowest"
+    assert "the optimum may lie below it" in above["warning"]
+    assert run([optimum], "single")["warning"] is None  # one threshold: nothing to extend
+
+
+def test_grid_edge_of_hand_made_grids() -> None:
+    from pipeline_lib.decoding.sweep import grid_edge
+
+    assert grid_edge(0.95, [0.5, 0.95, 0.9]) == "highest"
+    assert grid_edge(0.5, [0.9, 0.5, 0.95]) == "lowest"
+    assert grid_edge(0.9, [0.5, 0.9, 0.95]) is None
+    assert grid_edge(0.5, [0.5, 0.5]) is None
+
+
+def test_default_grids_reach_each_methods_optimum() -> None:
+    """Every decoder method has its grid; seeded watershed and connected components, whose optimum
+    on real data lies near 1 (0.995 on a FIB-SEM slab), reach 0.999 in steps of at most 0.005
+    above 0.99; the agglomerating methods span 0.05..0.95."""
+    from pipeline_lib.config.schema import load_schema, validate_with_defaults
+
+    methods = load_schema("config")["$defs"]["decoder"]["properties"]["method"]["enum"]
+    config = {"datasets": ["x"], "models": {"m": {"architecture": "unet"}}, "decoders": {"d": {"method": "waterz"}}}
+    grids = validate_with_defaults(config, "config", "config")["evaluate"]["sweep_thresholds"]
+    assert set(grids) == set(methods)
+    for method in ("seeded_watershed", "connected_components"):
+        near_one = [t for t in grids[method] if t >= 0.99]
+        assert max(grids[method]) >= 0.999 and 0.995 in near_one
+        assert max(np.diff(near_one)) <= 0.005 + 1e-9
+    for method in ("waterz", "mutex_watershed"):
+        assert min(grids[method]) <= 0.05 and max(grids[method]) >= 0.95

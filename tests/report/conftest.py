@@ -85,7 +85,7 @@ def make_run(workdir: Path, model: str = "m", dataset: str = "d") -> SyntheticRu
             store,
             volume,
             evaluations[decoder],
-            EvaluateSettings(block_shape=CHUNKS, sweep_thresholds=(0.5,), sweep_criterion="arand"),
+            EvaluateSettings(block_shape=CHUNKS, sweep_thresholds={"waterz": (0.5,)}, sweep_criterion="arand"),
         )
     return SyntheticRun(workdir, volume, prediction, segmentations, evaluations)
 

@@ -34,4 +34,5 @@ def test_gala_configuration_runs_end_to_end(tmp_path):
         assert 0.0 <= scores["arand"] <= 1.0
         assert scores["n_gt_objects"] == 132  # the test crop's non-zero labels, read through HDF5 + LZF
         (sweep,) = (tmp_path / f"results/sweeps/gala/{decoder}").glob("*.json")  # on the train crop
-        assert json.loads(sweep.read_text())["threshold"] in config["evaluate"]["sweep_thresholds"]
+        best = json.loads(sweep.read_text())
+        assert best["threshold"] in best["thresholds"]

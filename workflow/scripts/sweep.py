@@ -10,7 +10,7 @@ with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
         snakemake.input.affinities,  # noqa: F821
         snakemake.input.volume,  # noqa: F821
         settings.decoders[snakemake.wildcards.decoder],  # noqa: F821
-        settings.evaluate.sweep_thresholds,
+        settings.evaluate.sweep_thresholds[settings.decoders[snakemake.wildcards.decoder].method],  # noqa: F821
         snakemake.output.table,  # noqa: F821
         snakemake.output.plot,  # noqa: F821
         criterion=settings.evaluate.sweep_criterion,
