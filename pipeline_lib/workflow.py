@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,12 @@ from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.geometry import BlockGrid, reflect_padding_problem
 from pipeline_lib.io.sources import dataset_shape, source_files
+
+# Below this many voxels per block job, a job's start-up (seconds: Python, imports, opening
+# stores) outweighs its work: a block shape that gives a volume more than MANY_BLOCKS such
+# jobs (or blocks under twice the window) is warned about. A few small jobs cost little.
+MIN_VOXELS_PER_JOB = 4_000_000
+MANY_BLOCKS = 4
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,47 @@ class Plan:
     def decode_jobs(self, dataset: str) -> int:
         """How many block jobs decode (and relabel) ``dataset``: ``decode.max_jobs`` at most."""
         return job_count(len(self.decode_grid(dataset)), self.settings.decode.max_jobs)
+
+    def block_shape_warnings(self) -> list[str]:
+        """One line per dataset and block stage whose block shape does not fit it (shown once at
+        workflow start): more than :data:`MANY_BLOCKS` block jobs of under
+        :data:`MIN_VOXELS_PER_JOB` voxels each, or more than :data:`MANY_BLOCKS` prediction
+        blocks that are under twice a model's sliding window along an axis the volume is split in
+        (neighbouring blocks then recompute the windows across their faces)."""
+        predicted = sorted({*self.datasets_with_role("val"), *self.datasets_with_role("test")})
+        warnings = [self._job_size_warning("predict", d, self.predict_grid(d), self.predict_jobs(d)) for d in predicted]
+        for dataset in predicted:
+            grid = self.predict_grid(dataset)
+            for name, model in self.settings.models.items():
+                window = self.settings.predict.window(model)
+                split = [a for a in range(3) if grid.grid_shape[a] > 1 and grid.block_shape[a] < 2 * window[a]]
+                if split and len(grid) > MANY_BLOCKS:
+                    warnings.append(
+                        f"{self._describe(dataset)}: predict.block_shape {list(grid.block_shape)} is under twice "
+                        f"model '{name}''s window {list(window)} along {', '.join('zyx'[a] for a in split)}: "
+                        "neighbouring blocks recompute the windows across their faces; raise predict.block_shape there"
+                    )
+        for dataset in sorted(self.datasets_with_role("test")):
+            warnings.append(
+                self._job_size_warning("decode", dataset, self.decode_grid(dataset), self.decode_jobs(dataset))
+            )
+        return [w for w in warnings if w]
+
+    def _describe(self, dataset: str) -> str:
+        shape = self._shapes[dataset]
+        return f"dataset '{dataset}' ({'x'.join(map(str, shape))} = {math.prod(shape) / 1e6:.3g} Mvoxel)"
+
+    def _job_size_warning(self, stage: str, dataset: str, grid: BlockGrid, jobs: int) -> str:
+        per_job = math.prod(self._shapes[dataset]) / jobs
+        if jobs <= MANY_BLOCKS or per_job >= MIN_VOXELS_PER_JOB:
+            return ""
+        max_jobs = self.config[stage]["max_jobs"]
+        return (
+            f"{self._describe(dataset)}: {stage}.block_shape {list(grid.block_shape)} makes {len(grid)} blocks in "
+            f"{jobs} jobs of {per_job / 1e6:.2g} Mvoxel each; under {MIN_VOXELS_PER_JOB / 1e6:g} Mvoxel a job's "
+            f"start-up outweighs its work: raise {stage}.block_shape (a multiple of {stage}.chunk_shape) or lower "
+            f"{stage}.max_jobs (now {max_jobs})"
+        )
 
     def checkpoints(self, predictor: str) -> list[str]:
         """The checkpoints a predictor (a model or an ensemble) predicts with."""

@@ -68,3 +68,48 @@ def test_a_teravoxel_volume_plans_at_most_max_jobs(tiny_run):
     plan = Plan.from_config(config)
     assert len(plan.decode_grid("tiny_test")) == 128 * 1024 * 1024  # blocks of 8 x 32 x 32
     assert plan.predict_jobs("tiny_test") == plan.decode_jobs("tiny_test") == 256
+
+
+def _crop_blocks_on_a_large_volume(run_dir, config):
+    """Issue 22, item 7: blocks made for small crops (config/gala.yaml's) and a 250^3 test volume."""
+    _with_test_shape(run_dir, (250, 250, 250))
+    config["models"]["tiny"]["patch_shape"] = [32, 96, 96]
+    config["predict"].update(block_shape=[50, 100, 200], chunk_shape=[25, 50, 50], max_jobs=256)
+    config["predict"]["padding_mode"] = "replicate"
+    config["decode"] = {"block_shape": [50, 100, 200], "chunk_shape": [25, 50, 50], "max_jobs": 256}
+
+
+def test_block_shapes_that_do_not_fit_the_volume_are_warned_about_with_numbers_and_keys(tiny_run):
+    run_dir, config = tiny_run
+    _crop_blocks_on_a_large_volume(run_dir, config)
+    warnings = Plan.from_config(config).block_shape_warnings()
+    where = "dataset 'tiny_test' (250x250x250 = 15.6 Mvoxel)"
+    assert warnings == [
+        f"{where}: predict.block_shape [50, 100, 200] makes 30 blocks in 30 jobs of 0.52 Mvoxel each; under 4 "
+        "Mvoxel a job's start-up outweighs its work: raise predict.block_shape (a multiple of predict.chunk_shape) "
+        "or lower predict.max_jobs (now 256)",
+        f"{where}: predict.block_shape [50, 100, 200] is under twice model 'tiny''s window [32, 96, 96] along z, y: "
+        "neighbouring blocks recompute the windows across their faces; raise predict.block_shape there",
+        f"{where}: decode.block_shape [50, 100, 200] makes 30 blocks in 30 jobs of 0.52 Mvoxel each; under 4 "
+        "Mvoxel a job's start-up outweighs its work: raise decode.block_shape (a multiple of decode.chunk_shape) "
+        "or lower decode.max_jobs (now 256)",
+    ]
+    # Blocks that fit: 2 blocks along z of 125 x 250 x 250, bigger than twice the window.
+    config["predict"]["block_shape"] = config["decode"]["block_shape"] = [125, 250, 250]
+    assert Plan.from_config(config).block_shape_warnings() == []
+    # A few jobs cost little, whatever their size: the tiny demo volumes are not warned about.
+    config["predict"]["block_shape"] = config["decode"]["block_shape"] = [50, 100, 200]
+    config["predict"]["max_jobs"] = config["decode"]["max_jobs"] = 4
+    warnings = Plan.from_config(config).block_shape_warnings()
+    assert len(warnings) == 1 and "under twice model 'tiny''s window" in warnings[0]
+
+
+def test_the_block_shape_warning_is_printed_once_at_workflow_start(tiny_run):
+    from tests.workflow.test_snakemake import snakemake
+
+    run_dir, config = tiny_run
+    _crop_blocks_on_a_large_volume(run_dir, config)
+    write_yaml(run_dir / "config.yaml", config)
+    result = snakemake(run_dir, "-n", "--cores", "1")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Warning: dataset 'tiny_test'")]
+    assert len(lines) == 3 and "predict.block_shape [50, 100, 200] makes 30 blocks in 30 jobs" in lines[0]

@@ -21,6 +21,9 @@ except UserError as error:
     print(f"Configuration error: {error}", file=sys.stderr)
     sys.exit(1)
 validate(config, "../../pipeline_lib/schemas/config.schema.yaml", set_default=False)
+if workflow.is_main_process:  # once per run, not again in every cluster job
+    for warning in PLAN.block_shape_warnings():
+        print(f"Warning: {warning}", file=sys.stderr)
 
 SETTINGS = PLAN.settings
 
