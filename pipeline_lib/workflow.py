@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib import paths
 from pipeline_lib.blockstore import job_count
 from pipeline_lib.config import Settings, load_config, read_yaml
 from pipeline_lib.config.schema import validate_with_defaults
@@ -142,7 +143,7 @@ class Plan:
 
     def checkpoints(self, predictor: str) -> list[str]:
         """The checkpoints a predictor (a model or an ensemble) predicts with."""
-        return [f"results/models/{model}/best.ckpt" for model in self.settings.members(predictor)]
+        return [paths.checkpoint(model) for model in self.settings.members(predictor)]
 
     def predictor_config(self, predictor: str) -> dict[str, Any]:
         """A model's config entry, or an ensemble's members' entries by name (for Snakemake's
@@ -155,23 +156,23 @@ class Plan:
         """The sweep result a decoder takes its threshold from (none unless ``tune_threshold``)."""
         if not self.settings.decoders[decoder].tune_threshold:
             return []
-        return [f"results/sweeps/{model}/{decoder}/{self.datasets_with_role('val')[0]}.json"]
+        return [paths.sweep(model, decoder, self.datasets_with_role("val")[0], "json")]
 
     def final_targets(self) -> list[str]:
         """What ``snakemake`` builds by default: every model's curves; for every predictor
         (model or ensemble), per test dataset an evaluation (with labels) or a segmentation
         (without) for every decoder and per validation dataset a threshold sweep of every
         decoder; the report's figures."""
-        targets = [f"results/models/{model}/loss.png" for model in self.settings.models]
+        targets = [paths.model_file(model, "loss.png") for model in self.settings.models]
         for model in self.settings.predictors:
             for decoder in self.settings.decoders:
                 for dataset in self.datasets_with_role("test"):
                     if self.settings.datasets[dataset].has_labels:
-                        targets.append(f"results/evaluations/{model}/{decoder}/{dataset}.json")
+                        targets.append(paths.evaluation(model, decoder, dataset))
                     else:
-                        targets.append(f"results/segmentations/{model}/{decoder}/{dataset}.zarr")
+                        targets.append(paths.segmentation(model, decoder, dataset))
                 for dataset in self.datasets_with_role("val"):
-                    targets.append(f"results/sweeps/{model}/{decoder}/{dataset}.json")
+                    targets.append(paths.sweep(model, decoder, dataset, "json"))
         return targets + self.report_targets()
 
     def report_targets(self) -> list[str]:
@@ -179,12 +180,34 @@ class Plan:
         a slice figure per predictor and test dataset, the evaluation table and plot when a test
         dataset has labels, and the provenance page of the run."""
         tests = self.datasets_with_role("test")
-        targets = [
-            f"results/report/slices/{model}/{dataset}.png" for model in self.settings.predictors for dataset in tests
-        ]
+        targets = [paths.slices_figure(model, dataset) for model in self.settings.predictors for dataset in tests]
         if any(self.settings.datasets[dataset].has_labels for dataset in tests):
-            targets += [f"results/report/evaluation.{ext}" for ext in ("csv", "html", "png")]
-        return targets + ["results/report/provenance.html"]
+            targets += [paths.report_file(f"evaluation.{ext}") for ext in ("csv", "html", "png")]
+        return targets + [paths.report_file("provenance.html")]
+
+    def evaluated_runs(self) -> list[list[str]]:
+        """``[predictor, decoder, dataset]`` of every evaluation of the run (test datasets with
+        labels); a predictor is a model or an ensemble."""
+        return [
+            [model, decoder, dataset]
+            for model in self.settings.predictors
+            for decoder in self.settings.decoders
+            for dataset in self.datasets_with_role("test")
+            if self.settings.datasets[dataset].has_labels
+        ]
+
+    def run_outputs(self) -> list[str]:
+        """Every stored output of the run, stage by stage: volumes, predictions, segmentations,
+        evaluations (what the report's provenance page reads)."""
+        used = {d for role in ("train", "val", "test") for d in self.datasets_with_role(role)}
+        tests = self.datasets_with_role("test")
+        models, decoders = self.settings.predictors, list(self.settings.decoders)
+        return (
+            [paths.volume(d) for d in self.settings.datasets if d in used]
+            + [paths.prediction(m, d) for m in models for d in tests]
+            + [paths.segmentation(m, c, d) for m in models for c in decoders for d in tests]
+            + [paths.evaluation(*run) for run in self.evaluated_runs()]
+        )
 
 
 @contextlib.contextmanager

@@ -27,7 +27,6 @@ import yaml
 from pipeline_lib import __version__
 from pipeline_lib.provenance import git_commit
 from pipeline_lib.report import read_record
-from pipeline_lib.report.runs import evaluated_runs, run_outputs
 from pipeline_lib.workflow import Plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,13 +69,13 @@ def check_report(workdir: Path, snakefile: Path = REPO / "Snakefile") -> None:
         assert data in contents, f"{target} is not in the report (marked with report()?)"
         if target.endswith(".png"):
             _not_blank(data)
-    runs = evaluated_runs(plan)
+    runs = plan.evaluated_runs()
     if runs:
         table = pd.read_csv(workdir / "results/report/evaluation.csv")
         assert sorted(map(list, zip(table["model"], table["decoder"], table["dataset"], strict=True))) == sorted(runs)
         assert table[["voi_split", "voi_merge", "arand", "n_seg_objects", "n_gt_objects"]].notna().all().all()
     provenance_page = (workdir / "results/report/provenance.html").read_text()
-    for output in run_outputs(plan):
+    for output in plan.run_outputs():
         assert f"<h2 id='{output}'>" in provenance_page, output
     html = (workdir / "report.html").read_text()
     for category in ("Training", "Segmentations", "Evaluation", "Provenance"):
@@ -87,7 +86,7 @@ def check_provenance(workdir: Path) -> None:
     """Every zarr and JSON output of the run records the right stage, this pipeline's version
     and commit, its settings and existing inputs (predictions also their checkpoints)."""
     plan = _plan(workdir)
-    for output in run_outputs(plan):
+    for output in plan.run_outputs():
         record = read_record(workdir / output)
         prov = record["provenance"]
         assert prov["stage"] == STAGES[output.split("/")[1]], output

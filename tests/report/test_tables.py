@@ -8,7 +8,6 @@ import matplotlib.image
 import pandas as pd
 
 from pipeline_lib.report import evaluation_table, write_evaluation_report
-from pipeline_lib.report.runs import evaluated_runs, run_outputs
 
 
 def evaluations_of(run, model="m", dataset="d"):
@@ -56,8 +55,8 @@ def test_report_inputs_follow_the_plan(tiny_run):
 
     workdir, config = tiny_run
     plan = Plan.from_config(config)
-    assert evaluated_runs(plan) == [["tiny", "cc", "tiny_test"]]
-    outputs = run_outputs(plan)
+    assert plan.evaluated_runs() == [["tiny", "cc", "tiny_test"]]
+    outputs = plan.run_outputs()
     assert outputs[:3] == [f"results/volumes/tiny_{d}.zarr" for d in ("train", "val", "test")]
     assert "results/segmentations/tiny/cc/tiny_test.zarr" in outputs
     assert outputs[-1] == "results/evaluations/tiny/cc/tiny_test.json"

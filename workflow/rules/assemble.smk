@@ -3,7 +3,7 @@ rule assemble:
     input:
         lambda wc: PLAN.source_files(wc.dataset),
     output:
-        directory("results/volumes/{dataset}.zarr"),
+        directory(volume("{dataset}")),
     log:
         "logs/assemble/{dataset}.log",
     conda:

@@ -1,10 +1,24 @@
-# Validation first (once, before any job), then small named input functions.
+# Validation first (once, before any job), then small named input functions. Result paths
+# come from pipeline_lib.paths (spelled once there); rules refer to upstream outputs as
+# rules.<name>.output.
 import re
 import sys
 
 from snakemake.utils import validate
 
 from pipeline_lib.errors import UserError
+from pipeline_lib.io.volumes import partial_path
+from pipeline_lib.paths import (
+    block_job_marker,
+    evaluation,
+    model_file,
+    prediction,
+    report_file,
+    segmentation,
+    slices_figure,
+    sweep,
+    volume,
+)
 from pipeline_lib.threads import wait_passively
 from pipeline_lib.workflow import Plan
 
@@ -42,24 +56,9 @@ wildcard_constraints:
     job=r"\d+",
 
 
-def volume(dataset):
-    return f"results/volumes/{dataset}.zarr"
-
-
-def model_dir(model):
-    return f"results/models/{model}"
-
-
-def prediction(model, dataset):
-    return f"results/predictions/{model}/{dataset}.zarr"
-
-
-def segmentation(model, decoder, dataset):
-    return f"results/segmentations/{model}/{decoder}/{dataset}.zarr"
-
-
-def evaluation(model, decoder, dataset):
-    return f"results/evaluations/{model}/{decoder}/{dataset}.json"
+def partial(path):
+    """The temporary store a blockwise stage writes before publishing ``path``."""
+    return str(partial_path(path))
 
 
 def all_targets():

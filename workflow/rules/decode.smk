@@ -9,9 +9,7 @@ rule decode_prepare:
         affinities=prediction("{model}", "{dataset}"),
         sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
     output:
-        temp(
-            directory("results/segmentations/{model}/{decoder}/{dataset}.zarr.partial")
-        ),
+        temp(directory(partial(segmentation("{model}", "{decoder}", "{dataset}")))),
     log:
         "logs/decode_prepare/{model}/{decoder}/{dataset}.log",
     conda:
@@ -25,11 +23,15 @@ rule decode_prepare:
 
 rule decode_block:
     input:
-        partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
+        partial=rules.decode_prepare.output[0],
         affinities=prediction("{model}", "{dataset}"),
         sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
     output:
-        temp("results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/{job}.done"),
+        temp(
+            block_job_marker(
+                segmentation("{model}", "{decoder}", "{dataset}"), "{job}"
+            )
+        ),
     log:
         "logs/decode_block/{model}/{decoder}/{dataset}/{job}.log",
     conda:
@@ -45,14 +47,19 @@ rule decode_block:
 
 rule decode_stitch:
     input:
-        partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
+        partial=rules.decode_prepare.output[0],
         sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
         jobs=lambda wc: expand(
-            "results/segmentations/{{model}}/{{decoder}}/{{dataset}}.zarr.jobs/{job}.done",
+            rules.decode_block.output[0],
             job=range(PLAN.decode_jobs(wc.dataset)),
+            allow_missing=True,
         ),
     output:
-        temp("results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/stitch.done"),
+        temp(
+            block_job_marker(
+                segmentation("{model}", "{decoder}", "{dataset}"), "stitch"
+            )
+        ),
     log:
         "logs/decode_stitch/{model}/{decoder}/{dataset}.log",
     conda:
@@ -65,11 +72,13 @@ rule decode_stitch:
 
 rule decode_relabel:
     input:
-        partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
-        stitch="results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/stitch.done",
+        partial=rules.decode_prepare.output[0],
+        stitch=rules.decode_stitch.output[0],
     output:
         temp(
-            "results/segmentations/{model}/{decoder}/{dataset}.zarr.jobs/relabel/{job}.done"
+            block_job_marker(
+                segmentation("{model}", "{decoder}", "{dataset}"), "relabel/{job}"
+            )
         ),
     log:
         "logs/decode_relabel/{model}/{decoder}/{dataset}/{job}.log",
@@ -87,13 +96,14 @@ rule decode_relabel:
 rule decode:
     """Instance segmentation of a dataset by one decoder, stitched across blocks."""
     input:
-        partial="results/segmentations/{model}/{decoder}/{dataset}.zarr.partial",
+        partial=rules.decode_prepare.output[0],
         jobs=lambda wc: expand(
-            "results/segmentations/{{model}}/{{decoder}}/{{dataset}}.zarr.jobs/relabel/{job}.done",
+            rules.decode_relabel.output[0],
             job=range(PLAN.decode_jobs(wc.dataset)),
+            allow_missing=True,
         ),
     output:
-        directory("results/segmentations/{model}/{decoder}/{dataset}.zarr"),
+        directory(segmentation("{model}", "{decoder}", "{dataset}")),
     log:
         "logs/decode/{model}/{decoder}/{dataset}.log",
     conda:

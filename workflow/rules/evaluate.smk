@@ -4,7 +4,7 @@ rule evaluate:
         segmentation=segmentation("{model}", "{decoder}", "{dataset}"),
         volume=volume("{dataset}"),
     output:
-        "results/evaluations/{model}/{decoder}/{dataset}.json",
+        evaluation("{model}", "{decoder}", "{dataset}"),
     log:
         "logs/evaluate/{model}/{decoder}/{dataset}.log",
     conda:
@@ -21,9 +21,9 @@ rule sweep:
         affinities=prediction("{model}", "{dataset}"),
         volume=volume("{dataset}"),
     output:
-        table="results/sweeps/{model}/{decoder}/{dataset}.csv",
+        table=sweep("{model}", "{decoder}", "{dataset}", "csv"),
         plot=report(
-            "results/sweeps/{model}/{decoder}/{dataset}.png",
+            sweep("{model}", "{decoder}", "{dataset}", "png"),
             caption="../report/sweep.rst",
             category="Decoder sweeps",
             labels={
@@ -32,7 +32,7 @@ rule sweep:
                 "dataset": "{dataset}",
             },
         ),
-        best="results/sweeps/{model}/{decoder}/{dataset}.json",
+        best=sweep("{model}", "{decoder}", "{dataset}", "json"),
     log:
         "logs/sweep/{model}/{decoder}/{dataset}.log",
     conda:

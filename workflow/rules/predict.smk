@@ -10,7 +10,7 @@ rule predict_prepare:
         volume=volume("{dataset}"),
         checkpoints=lambda wc: PLAN.checkpoints(wc.model),
     output:
-        temp(directory("results/predictions/{model}/{dataset}.zarr.partial")),
+        temp(directory(partial(prediction("{model}", "{dataset}")))),
     log:
         "logs/predict_prepare/{model}/{dataset}.log",
     conda:
@@ -24,11 +24,11 @@ rule predict_prepare:
 
 rule predict_block:
     input:
-        partial="results/predictions/{model}/{dataset}.zarr.partial",
+        partial=rules.predict_prepare.output[0],
         volume=volume("{dataset}"),
         checkpoints=lambda wc: PLAN.checkpoints(wc.model),
     output:
-        temp("results/predictions/{model}/{dataset}.zarr.jobs/{job}.done"),
+        temp(block_job_marker(prediction("{model}", "{dataset}"), "{job}")),
     log:
         "logs/predict_block/{model}/{dataset}/{job}.log",
     conda:
@@ -45,13 +45,14 @@ rule predict_block:
 rule predict:
     """Affinities of a dataset under a model, once every block job has finished."""
     input:
-        partial="results/predictions/{model}/{dataset}.zarr.partial",
+        partial=rules.predict_prepare.output[0],
         jobs=lambda wc: expand(
-            "results/predictions/{{model}}/{{dataset}}.zarr.jobs/{job}.done",
+            rules.predict_block.output[0],
             job=range(PLAN.predict_jobs(wc.dataset)),
+            allow_missing=True,
         ),
     output:
-        directory("results/predictions/{model}/{dataset}.zarr"),
+        directory(prediction("{model}", "{dataset}")),
     log:
         "logs/predict/{model}/{dataset}.log",
     conda:

@@ -3,9 +3,6 @@
 # The training curves are marked for the report in train.smk.
 
 
-from pipeline_lib.report.runs import evaluated_runs, run_outputs
-
-
 report: "../report/workflow.rst"
 
 
@@ -19,7 +16,7 @@ rule report_slices:
         ],
     output:
         report(
-            "results/report/slices/{model}/{dataset}.png",
+            slices_figure("{model}", "{dataset}"),
             caption="../report/slices.rst",
             category="Segmentations",
             subcategory="{model}",
@@ -38,22 +35,22 @@ rule report_slices:
 rule report_evaluation:
     """VOI split/merge, adapted Rand error and object counts of every evaluation, as a table and plot."""
     input:
-        [evaluation(*run) for run in evaluated_runs(PLAN)],
+        [evaluation(*run) for run in PLAN.evaluated_runs()],
     output:
         csv=report(
-            "results/report/evaluation.csv",
+            report_file("evaluation.csv"),
             caption="../report/evaluation.rst",
             category="Evaluation",
             labels={"content": "table (CSV, download)"},
         ),
         html=report(
-            "results/report/evaluation.html",
+            report_file("evaluation.html"),
             caption="../report/evaluation.rst",
             category="Evaluation",
             labels={"content": "table"},
         ),
         plot=report(
-            "results/report/evaluation.png",
+            report_file("evaluation.png"),
             caption="../report/evaluation_plot.rst",
             category="Evaluation",
             labels={"content": "plot"},
@@ -63,7 +60,7 @@ rule report_evaluation:
     conda:
         "../../envs/cpu.yaml"
     params:
-        runs=evaluated_runs(PLAN),
+        runs=PLAN.evaluated_runs(),
     script:
         "../scripts/report_evaluation.py"
 
@@ -71,10 +68,10 @@ rule report_evaluation:
 rule report_provenance:
     """The provenance each output of the run records, as one page."""
     input:
-        run_outputs(PLAN),
+        PLAN.run_outputs(),
     output:
         report(
-            "results/report/provenance.html",
+            report_file("provenance.html"),
             caption="../report/provenance.rst",
             category="Provenance",
             labels={"content": "every output"},

@@ -4,10 +4,10 @@ rule train:
         train=lambda wc: [volume(d) for d in PLAN.datasets_with_role("train")],
         val=lambda wc: [volume(d) for d in PLAN.datasets_with_role("val")],
     output:
-        checkpoint="results/models/{model}/best.ckpt",
-        metrics="results/models/{model}/metrics.csv",
+        checkpoint=model_file("{model}", "best.ckpt"),
+        metrics=model_file("{model}", "metrics.csv"),
         loss_plot=report(
-            "results/models/{model}/loss.png",
+            model_file("{model}", "loss.png"),
             caption="../report/loss.rst",
             category="Training",
             labels={"model": "{model}", "figure": "loss curves"},
