@@ -4,10 +4,10 @@ from pipeline_lib.config import load_config
 from pipeline_lib.data.assemble import assemble_dataset
 from pipeline_lib.workflow import job_logging
 
-with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    settings = load_config(snakemake.config)  # noqa: F821
+with job_logging(snakemake.log[0]):
+    settings = load_config(snakemake.config)
     assemble_dataset(
-        settings.datasets[snakemake.wildcards.dataset],  # noqa: F821
-        snakemake.output[0],  # noqa: F821
+        settings.datasets[snakemake.wildcards.dataset],
+        snakemake.output[0],
         settings.assemble.chunk_shape,
     )

@@ -8,11 +8,11 @@ from pipeline_lib.decoding import decode_blocks, tuned_decoder
 from pipeline_lib.decoding.partial_store import DECODED
 from pipeline_lib.workflow import job_logging
 
-with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    settings = load_config(snakemake.config, check_files=False)  # noqa: F821
-    sweep = snakemake.input.sweep[0] if snakemake.input.sweep else None  # noqa: F821
-    decoder = tuned_decoder(settings.decoders[snakemake.wildcards.decoder], sweep)  # noqa: F821
-    partial = snakemake.input.partial  # noqa: F821
-    blocks = BlockStore.open(partial, DECODED).share(int(snakemake.wildcards.job), snakemake.params.n_jobs)  # noqa: F821
-    decode_blocks(snakemake.input.affinities, partial, blocks, decoder)  # noqa: F821
-    Path(snakemake.output[0]).write_text(f"blocks {blocks.start}..{blocks.stop - 1}\n")  # noqa: F821
+with job_logging(snakemake.log[0]):
+    settings = load_config(snakemake.config, check_files=False)
+    sweep = snakemake.input.sweep[0] if snakemake.input.sweep else None
+    decoder = tuned_decoder(settings.decoders[snakemake.wildcards.decoder], sweep)
+    partial = snakemake.input.partial
+    blocks = BlockStore.open(partial, DECODED).share(int(snakemake.wildcards.job), snakemake.params.n_jobs)
+    decode_blocks(snakemake.input.affinities, partial, blocks, decoder)
+    Path(snakemake.output[0]).write_text(f"blocks {blocks.start}..{blocks.stop - 1}\n")

@@ -3,5 +3,5 @@
 from pipeline_lib.decoding.relabel import finish_decoding
 from pipeline_lib.workflow import job_logging
 
-with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    finish_decoding(snakemake.input.partial)  # noqa: F821
+with job_logging(snakemake.log[0]):
+    finish_decoding(snakemake.input.partial)

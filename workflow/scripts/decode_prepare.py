@@ -4,13 +4,13 @@ from pipeline_lib.config import load_config
 from pipeline_lib.decoding import prepare_decoding, tuned_decoder
 from pipeline_lib.workflow import job_logging
 
-with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    settings = load_config(snakemake.config, check_files=False)  # noqa: F821
-    sweep = snakemake.input.sweep[0] if snakemake.input.sweep else None  # noqa: F821
-    decoder = tuned_decoder(settings.decoders[snakemake.wildcards.decoder], sweep)  # noqa: F821
+with job_logging(snakemake.log[0]):
+    settings = load_config(snakemake.config, check_files=False)
+    sweep = snakemake.input.sweep[0] if snakemake.input.sweep else None
+    decoder = tuned_decoder(settings.decoders[snakemake.wildcards.decoder], sweep)
     prepare_decoding(
-        snakemake.input.affinities,  # noqa: F821
-        snakemake.output[0],  # noqa: F821
+        snakemake.input.affinities,
+        snakemake.output[0],
         decoder,
         settings.decode,
     )

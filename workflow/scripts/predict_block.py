@@ -9,18 +9,18 @@ from pipeline_lib.config import load_config
 from pipeline_lib.inference.predict import PREDICTED, predict_blocks
 from pipeline_lib.workflow import job_logging
 
-with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    settings = load_config(snakemake.config, check_files=False)  # noqa: F821
-    torch.set_num_threads(snakemake.threads)  # noqa: F821
-    partial = snakemake.input.partial  # noqa: F821
-    blocks = BlockStore.open(partial, PREDICTED).share(int(snakemake.wildcards.job), snakemake.params.n_jobs)  # noqa: F821
+with job_logging(snakemake.log[0]):
+    settings = load_config(snakemake.config, check_files=False)
+    torch.set_num_threads(snakemake.threads)
+    partial = snakemake.input.partial
+    blocks = BlockStore.open(partial, PREDICTED).share(int(snakemake.wildcards.job), snakemake.params.n_jobs)
     predicted = predict_blocks(
-        snakemake.input.volume,  # noqa: F821
-        snakemake.input.checkpoints,  # noqa: F821
+        snakemake.input.volume,
+        snakemake.input.checkpoints,
         partial,
         blocks,
-        settings.predicting_model(snakemake.wildcards.model),  # noqa: F821
+        settings.predicting_model(snakemake.wildcards.model),
         settings.predict,
         device="cuda" if torch.cuda.is_available() else "cpu",
     )
-    Path(snakemake.output[0]).write_text(f"blocks {blocks.start}..{blocks.stop - 1}, predicted {len(predicted)}\n")  # noqa: F821
+    Path(snakemake.output[0]).write_text(f"blocks {blocks.start}..{blocks.stop - 1}, predicted {len(predicted)}\n")

@@ -3,5 +3,5 @@
 from pipeline_lib.inference.predict import finish_prediction
 from pipeline_lib.workflow import job_logging
 
-with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    finish_prediction(snakemake.input.partial)  # noqa: F821
+with job_logging(snakemake.log[0]):
+    finish_prediction(snakemake.input.partial)

@@ -3,5 +3,5 @@
 from pipeline_lib.report import write_provenance_page
 from pipeline_lib.workflow import job_logging
 
-with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    write_provenance_page(list(snakemake.input), snakemake.output[0])  # noqa: F821
+with job_logging(snakemake.log[0]):
+    write_provenance_page(list(snakemake.input), snakemake.output[0])

@@ -4,15 +4,15 @@ from pipeline_lib.config import load_config
 from pipeline_lib.decoding import sweep
 from pipeline_lib.workflow import job_logging
 
-with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    settings = load_config(snakemake.config, check_files=False)  # noqa: F821
+with job_logging(snakemake.log[0]):
+    settings = load_config(snakemake.config, check_files=False)
     sweep(
-        snakemake.input.affinities,  # noqa: F821
-        snakemake.input.volume,  # noqa: F821
-        settings.decoders[snakemake.wildcards.decoder],  # noqa: F821
-        settings.evaluate.sweep_thresholds[settings.decoders[snakemake.wildcards.decoder].method],  # noqa: F821
-        snakemake.output.table,  # noqa: F821
-        snakemake.output.plot,  # noqa: F821
+        snakemake.input.affinities,
+        snakemake.input.volume,
+        settings.decoders[snakemake.wildcards.decoder],
+        settings.evaluate.sweep_thresholds[settings.decoders[snakemake.wildcards.decoder].method],
+        snakemake.output.table,
+        snakemake.output.plot,
         criterion=settings.evaluate.sweep_criterion,
-        out_json=snakemake.output.best,  # noqa: F821
+        out_json=snakemake.output.best,
     )

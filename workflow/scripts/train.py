@@ -6,12 +6,12 @@ from pipeline_lib.config import load_config
 from pipeline_lib.training.train import train_model
 from pipeline_lib.workflow import job_logging
 
-with job_logging(snakemake.log[0]):  # noqa: F821  (injected by Snakemake)
-    settings = load_config(snakemake.config, check_files=False)  # noqa: F821
+with job_logging(snakemake.log[0]):
+    settings = load_config(snakemake.config, check_files=False)
     train_model(
-        settings.models[snakemake.wildcards.model],  # noqa: F821
-        train_stores=snakemake.input.train,  # noqa: F821
-        val_stores=snakemake.input.val,  # noqa: F821
-        out_dir=Path(snakemake.output.checkpoint).parent,  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        settings.models[snakemake.wildcards.model],
+        train_stores=snakemake.input.train,
+        val_stores=snakemake.input.val,
+        out_dir=Path(snakemake.output.checkpoint).parent,
+        threads=snakemake.threads,
     )
