@@ -11,3 +11,9 @@ class UserError(ValueError):
 
 class ConfigError(UserError):
     """A configuration value is missing, misspelled or out of range."""
+
+
+class DataError(UserError):
+    """A fault in the data (an unreadable source file, a damaged or missing chunk, a truncated
+    checkpoint); the message names the file (and array, chunk or key) and, where one exists,
+    the command that recovers."""

@@ -23,7 +23,7 @@ from pipeline_lib import paths
 from pipeline_lib.blockstore import job_count
 from pipeline_lib.config import Settings, load_config, read_yaml
 from pipeline_lib.config.schema import validate_with_defaults
-from pipeline_lib.errors import ConfigError
+from pipeline_lib.errors import ConfigError, UserError
 from pipeline_lib.geometry import BlockGrid, reflect_padding_problem
 from pipeline_lib.io.sources import dataset_shape, source_files
 
@@ -210,10 +210,24 @@ class Plan:
         )
 
 
+def one_line(error: BaseException, log_file: str | Path) -> str:
+    """The terminal's line for a failed job: a user mistake or data fault as its message
+    alone, anything else (a bug) by type and first line, pointing to the log's traceback."""
+    text = " ".join(str(error).split())
+    if isinstance(error, UserError):
+        return f"Error: {text}"
+    return f"Error: {type(error).__name__}: {text} (traceback in {log_file})"
+
+
 @contextlib.contextmanager
 def job_logging(log_file: str | Path) -> Iterator[None]:
-    """Send stdout, stderr and ``logging`` records of a job to ``log_file``."""
+    """Send stdout, stderr and ``logging`` records of a job to ``log_file``.
+
+    A failing job keeps its traceback in ``log_file`` and prints one line to the terminal
+    (:func:`one_line`), then exits with status 1.
+    """
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    failure: Exception | None = None
     with open(log_file, "w", buffering=1) as stream:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -227,9 +241,12 @@ def job_logging(log_file: str | Path) -> Iterator[None]:
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             try:
                 yield
-            except Exception:
+            except Exception as error:
                 logging.exception("job failed")
-                raise
+                failure = error
             finally:
                 root.removeHandler(handler)
                 sys.stdout.flush()
+    if failure is not None:
+        print(one_line(failure, log_file), file=sys.stderr)
+        raise SystemExit(1)

@@ -18,6 +18,7 @@ by the final job marks it complete.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +29,8 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from pipeline_lib.errors import UserError
+from pipeline_lib.errors import DataError, UserError
+from pipeline_lib.io.integrity import CHECKSUM, CheckedArray, check_dense
 
 SCALE0 = "s0"
 # Names of the arrays the stages write (one layout, spelled once).
@@ -41,6 +43,8 @@ SEGMENTATION = "segmentation"
 # 1.3x larger (1.7x noisy ones), and bit-shuffled LZ4 stored a segmentation 4.5x larger
 # (``benchmarks/bench_codecs.py``, figures in benchmarks/README.md).
 FAST_ZSTD = ZstdCodec(level=1, checksum=False)
+#: zarr's default compressor (zstd at its default level), used unless a stage asks for another.
+DEFAULT_ZSTD = ZstdCodec(level=0, checksum=False)
 
 
 def _axes(n_channels: bool) -> list[dict[str, str]]:
@@ -71,12 +75,13 @@ def create_array(
     chunks: Sequence[int],
     voxel_size: Sequence[float],
     attrs: Mapping[str, Any] | None = None,
-    compressors: Any = "auto",
+    compressors: Any = DEFAULT_ZSTD,
 ) -> zarr.Array:
     """Create (or overwrite) array ``name`` in ``store``; 4-D shapes have a leading channel axis.
 
-    ``compressors`` is passed to :func:`zarr.create_array` (default ``"auto"``: zarr's
-    default, zstd level 3), e.g. :data:`FAST_ZSTD`.
+    The codec chain is ``compressors`` (one bytes codec; default zarr's, zstd level 3;
+    e.g. :data:`FAST_ZSTD`) followed by a CRC-32C checksum, and every chunk is written, fill value or not, so the
+    array is dense once every block is written (:mod:`pipeline_lib.io.integrity`).
     """
     root = zarr.open_group(str(store), mode="a")
     group = root.require_group(name)
@@ -88,23 +93,31 @@ def create_array(
         chunks=tuple(chunks),
         fill_value=0,
         overwrite=True,
-        compressors=compressors,
+        compressors=(compressors, CHECKSUM),
+        config={"write_empty_chunks": True},
     )
     if attrs:
         array.attrs.update(dict(attrs))
     return array
 
 
-def open_array(store: str | Path, name: str, mode: str = "r") -> zarr.Array:
-    """Array ``name`` of a pipeline store; a missing store or array is a :class:`UserError`."""
+def open_array(store: str | Path, name: str, mode: str = "r") -> CheckedArray:
+    """Array ``name`` of a pipeline store; a missing store or array is a :class:`UserError`.
+
+    Reads name a damaged chunk; from a published store (not ``*.partial``) opened read-only
+    they also refuse a missing chunk; writes store every chunk (:class:`~pipeline_lib.io.integrity.CheckedArray`).
+    """
     path = Path(store)
     if not path.exists():
         raise UserError(f"{path}: zarr store not found")
     try:
-        array = zarr.open_array(str(path / name / SCALE0), mode=mode)  # type: ignore[arg-type]
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            array = zarr.open_array(str(path / name / SCALE0), mode=mode)  # type: ignore[arg-type]
     except (FileNotFoundError, KeyError, zarr.errors.NodeTypeValidationError) as e:
         raise UserError(f"{path}: has no array '{name}' ({e})") from None
-    return array
+    except (ValueError, TypeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: array '{name}' has unreadable metadata ({e})") from None
+    return CheckedArray.wrap(array, f"{path}: array '{name}'", dense=mode == "r" and not path.name.endswith(".partial"))
 
 
 def has_array(store: str | Path, name: str) -> bool:
@@ -163,7 +176,11 @@ def final_path(partial: str | Path) -> Path:
 
 
 def commit(partial: str | Path, final: str | Path) -> None:
-    """Atomically publish a finished ``partial`` directory as ``final`` (replacing it)."""
+    """Atomically publish a finished ``partial`` directory as ``final`` (replacing it).
+
+    Refuses (:class:`~pipeline_lib.errors.DataError`) when an array in it lacks a chunk.
+    """
+    check_dense(partial)
     final = Path(final)
     if final.exists():
         shutil.rmtree(final)

@@ -56,7 +56,7 @@ def test_volume_weights_choose_volumes(tmp_path):
     a = _half_empty_store(tmp_path / "a.zarr")
     b = tmp_path / "b.zarr"
     for name, dtype in (("image", np.uint8), ("labels", np.uint32)):
-        create_array(b, name, (8, 64, 64), dtype, (8, 64, 64), (1, 1, 1))  # all zero
+        create_array(b, name, (8, 64, 64), dtype, (8, 64, 64), (1, 1, 1))[...] = 0  # all zero
     settings = model_settings(augment={"flip": {"p": 0}, "transpose": {"p": 0}})
     spec = PatchSpec((4, 16, 16), OFFSETS)
     only_b = iter(RandomPatches([a, b], spec, 0, settings.augment, settings.sampling, volume_weights=[0, 1]))
