@@ -13,9 +13,8 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from pipeline_lib.config import Settings, load_config, read_yaml
 from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.errors import ConfigError, UserError
 from pipeline_lib.geometry import BlockGrid, reflect_padding_problem
-from pipeline_lib.io.sources import dataset_shape, source_files
+from pipeline_lib.io.sources import source_files
+from pipeline_lib.startup import check_run
 
 # Below this many voxels per block job, a job's start-up (seconds: Python, imports, opening
 # stores) outweighs its work: a block shape that gives a volume more than MANY_BLOCKS such
@@ -38,12 +38,32 @@ MANY_BLOCKS = 4
 class Plan:
     settings: Settings
     config: dict[str, Any]  # the validated config with every default filled in
+    shapes: dict[str, tuple[int, int, int]]  # assembled shape of each selected dataset
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Plan:
-        """Validate ``config`` and all it refers to; raises :class:`~pipeline_lib.errors.UserError`."""
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        config_files: Sequence[str | Path] = (),
+        check_networks: bool = True,
+        network_cache: Path | None = None,
+    ) -> Plan:
+        """Validate ``config`` and all it refers to, file headers included (:mod:`pipeline_lib.startup`);
+        raises :class:`~pipeline_lib.errors.UserError`.
+
+        ``config_files`` (the YAML files Snakemake read ``config`` from) are checked for keys
+        written twice, which YAML would silently resolve to the last. ``check_networks``
+        builds every model on the meta device (imports torch; the main Snakemake process
+        does it, remote jobs need not repeat it), remembering passed entries in ``network_cache``.
+        """
+        for file in config_files:
+            read_yaml(file)
         settings = load_config(config)
-        plan = cls(settings, validate_with_defaults(config, "config", "config"))
+        plan = cls(
+            settings,
+            validate_with_defaults(config, "config", "config"),
+            check_run(settings, check_networks, network_cache),
+        )
         plan._check_windows()
         return plan
 
@@ -55,10 +75,10 @@ class Plan:
         for dataset in {*self.datasets_with_role("val"), *self.datasets_with_role("test")}:
             for model in self.settings.models.values():
                 window = predict.window(model)
-                problem = reflect_padding_problem(self._shapes[dataset], window)
+                problem = reflect_padding_problem(self.shapes[dataset], window)
                 if problem:
                     raise ConfigError(
-                        f"config key 'predict.padding_mode': dataset '{dataset}' (shape {list(self._shapes[dataset])}) "
+                        f"config key 'predict.padding_mode': dataset '{dataset}' (shape {list(self.shapes[dataset])}) "
                         f"and window {list(window)}: {problem}; use padding_mode 'replicate' or 'constant'"
                     )
 
@@ -78,19 +98,15 @@ class Plan:
                 files += [str(p) for p in source_files(source, Path("/"))]
         return files
 
-    @cached_property
-    def _shapes(self) -> dict[str, tuple[int, int, int]]:
-        return {name: dataset_shape(spec) for name, spec in self.settings.datasets.items()}
-
     def predict_grid(self, dataset: str) -> BlockGrid:
         """The block grid a prediction of ``dataset`` will record (from the dataset's shape)."""
         p = self.settings.predict
-        return BlockGrid.aligned(self._shapes[dataset], p.block_shape, p.chunk_shape)
+        return BlockGrid.aligned(self.shapes[dataset], p.block_shape, p.chunk_shape)
 
     def decode_grid(self, dataset: str) -> BlockGrid:
         """The block grid a decoding of ``dataset`` will record."""
         d = self.settings.decode
-        return BlockGrid.aligned(self._shapes[dataset], d.block_shape, d.chunk_shape)
+        return BlockGrid.aligned(self.shapes[dataset], d.block_shape, d.chunk_shape)
 
     def predict_jobs(self, dataset: str) -> int:
         """How many block jobs predict ``dataset``: ``predict.max_jobs`` at most, whatever its size."""

@@ -34,7 +34,7 @@ def test_every_predictor_is_swept_and_evaluated_with_every_decoder(tiny_run):
 
 def test_a_volume_too_thin_to_reflect_pad_is_a_config_error(tiny_run):
     _, config = tiny_run
-    config["models"]["tiny"]["patch_shape"] = [56, 32, 32]  # tiny_test has 24 slices, tiny_val 16
+    config["predict"]["window_shape"] = [56, 32, 32]  # tiny_test has 24 slices, tiny_val 16
     with pytest.raises(ConfigError, match=r"predict.padding_mode.*axis z has 16 voxels"):
         Plan.from_config(config)
     config["predict"]["padding_mode"] = "replicate"

@@ -32,7 +32,7 @@ from pipeline_lib.config.settings import (
     Settings,
     SyntheticSpec,
 )
-from pipeline_lib.errors import ConfigError
+from pipeline_lib.errors import ConfigError, UserError
 from pipeline_lib.offsets import NEAREST_NEIGHBOUR_OFFSETS, check_offsets, missing_nearest_neighbours
 
 __all__ = [
@@ -84,16 +84,38 @@ def _convert(tp: Any, value: Any) -> Any:
     return value
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key written twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise _DuplicateKey(f"line {line}: key '{key}' is written twice (first on line {first[key]})")
+            first[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``; a missing or malformed file is a :class:`ConfigError`."""
+    """A YAML mapping from ``path``; a missing or malformed file, or a key written twice in one
+    mapping, is a :class:`ConfigError` (with the line)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        first = " ".join(str(e).split())
+        raise ConfigError(f"{path}: not valid YAML: {first}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
     return data
@@ -153,7 +175,12 @@ def _check_files(specs: list[DatasetSpec]) -> None:
             source = getattr(spec, role)
             if source is None:
                 continue
-            files = source_files(source, Path("/"))
+            try:
+                files = source_files(source, Path("/"))
+            except ConfigError:
+                raise
+            except UserError as e:
+                raise ConfigError(f"dataset '{spec.name}' {role}: {e}") from None
             if not files:
                 raise ConfigError(
                     f"dataset '{spec.name}' {role}: no files match {source.get('glob') or source.get('path')}"

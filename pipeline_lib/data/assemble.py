@@ -20,12 +20,13 @@ import numpy as np
 
 from pipeline_lib.config import DatasetSpec
 from pipeline_lib.data import synthetic
-from pipeline_lib.errors import UserError
+from pipeline_lib.errors import DataError, UserError
 from pipeline_lib.geometry import Box
-from pipeline_lib.io.sources import VolumeSource, open_source
+from pipeline_lib.io.sources import VolumeSource, open_source, source_files
 from pipeline_lib.io.volumes import atomic_directory, create_array, set_store_attrs
 from pipeline_lib.progress import progress
 from pipeline_lib.provenance import provenance
+from pipeline_lib.startup import dataset_header, describe_source
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,11 @@ class _ArraySource:
 
 
 def open_dataset_sources(spec: DatasetSpec) -> dict[str, VolumeSource]:
-    """The dataset's arrays by role (image, labels, mask), lazily opened and ROI-free."""
+    """The dataset's arrays by role (image, labels, mask), lazily opened and ROI-free.
+
+    The headers are checked first (:func:`pipeline_lib.startup.dataset_header`).
+    """
+    dataset_header(spec)
     if spec.synthetic is not None:
         s = spec.synthetic
         volume = synthetic.generate(s.shape, s.seed, s.cell_size, s.noise)
@@ -60,21 +65,14 @@ def open_dataset_sources(spec: DatasetSpec) -> dict[str, VolumeSource]:
         source_spec = getattr(spec, role)
         if source_spec is not None:
             sources[role] = open_source(source_spec, Path("/"), is_label=role == "labels")
-    shapes = {role: tuple(src.shape) for role, src in sources.items()}
-    if len(set(shapes.values())) > 1:
-        raise UserError(f"dataset '{spec.name}': image, labels and mask shapes differ: {shapes}")
     return sources
 
 
 def dataset_region(spec: DatasetSpec, source_shape: Sequence[int]) -> Box:
     """The region of the sources that the dataset covers (its ROI, or everything)."""
-    whole = Box.from_shape(source_shape)
     if spec.roi is None:
-        return whole
-    roi = Box.from_shape(spec.roi.shape, spec.roi.begin)
-    if roi.intersect(whole) != roi:
-        raise UserError(f"dataset '{spec.name}': roi {roi} lies outside the volume of shape {tuple(source_shape)}")
-    return roi
+        return Box.from_shape(source_shape)
+    return Box.from_shape(spec.roi.shape, spec.roi.begin)
 
 
 def _output_dtype(role: str, dtype: np.dtype) -> np.dtype:
@@ -82,19 +80,54 @@ def _output_dtype(role: str, dtype: np.dtype) -> np.dtype:
         return dtype
     if role == "mask":
         return np.dtype(np.uint8)
-    if not np.issubdtype(dtype, np.integer):
-        raise UserError(f"labels must be integers, got {dtype}")
     return np.dtype(np.uint64) if dtype.itemsize > 4 else np.dtype(np.uint32)
 
 
-def _convert(role: str, block: np.ndarray, out_dtype: np.dtype, name: str) -> np.ndarray:
+def _where(spec: DatasetSpec, role: str) -> str:
+    source = getattr(spec, role)
+    where = describe_source(source) if source is not None else "synthetic"
+    return f"dataset '{spec.name}' {role} {where}"
+
+
+class _ValueChecks:
+    """Checks that need the voxels, accumulated block by block while a role is copied."""
+
+    def __init__(self, spec: DatasetSpec, role: str) -> None:
+        self.spec, self.role, self.any_label = spec, role, False
+
+    def block(self, block: np.ndarray) -> None:
+        if self.role == "labels" and block.size:
+            if np.issubdtype(block.dtype, np.signedinteger) and block.min() < 0:
+                raise DataError(f"{_where(self.spec, 'labels')}: labels contain negative ids")
+            self.any_label = self.any_label or bool(block.any())
+        if self.role == "image" and block.dtype.kind in "fc" and not np.isfinite(block).all():
+            raise DataError(f"{_where(self.spec, 'image')}: image contains non-finite values (NaN or inf)")
+
+    def finish(self) -> None:
+        if self.role == "labels" and not self.any_label:
+            raise DataError(
+                f"{_where(self.spec, 'labels')}: labels are all 0 (background) in the dataset's region; "
+                "nothing to train or evaluate on"
+            )
+
+
+def _convert(role: str, block: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
     if role == "labels":
-        if np.issubdtype(block.dtype, np.signedinteger) and block.size and block.min() < 0:
-            raise UserError(f"dataset '{name}': labels contain negative ids")
         return block.astype(out_dtype, copy=False)
     if role == "mask":
         return (block > 0).astype(np.uint8)
     return block
+
+
+def _read(spec: DatasetSpec, role: str, source: VolumeSource, region: tuple[slice, ...]) -> np.ndarray:
+    """One block of a source; a failing read names the dataset and file."""
+    try:
+        return np.asarray(source.read(region))  # type: ignore[arg-type]
+    except UserError as e:
+        raise DataError(f"dataset '{spec.name}' {role}: {e}") from e
+    except Exception as e:  # h5py, zarr codecs, tifffile, PIL: each names nothing
+        first = " ".join(str(e).split())[:300]
+        raise DataError(f"{_where(spec, role)}: cannot read {region}: {type(e).__name__}: {first}") from e
 
 
 def _cuts(n: int, chunk: int, unit: int | None, begin: int, length: int) -> list[int]:
@@ -142,6 +175,16 @@ def super_blocks(
     return [Box(tuple(a for a, _ in box), tuple(b for _, b in box)) for box in spans]
 
 
+def input_files(spec: DatasetSpec) -> list[Path]:
+    """Every file the dataset reads: each source's files, the tiles of a tile JSON included."""
+    files: list[Path] = []
+    for role in ROLES:
+        source = getattr(spec, role)
+        if source is not None:
+            files += source_files(source, Path("/"))
+    return files
+
+
 def assemble_dataset(
     spec: DatasetSpec, output: str | Path, chunk_shape: Sequence[int], *, max_block_bytes: int = MAX_BLOCK_BYTES
 ) -> None:
@@ -150,8 +193,9 @@ def assemble_dataset(
     Each array is copied super block by super block (:func:`super_blocks`, at most
     ``max_block_bytes`` each); one block is written in a background thread while the next
     is read, so at most about three blocks are in memory. Labels become uint32 (uint64 when
-    wider), masks uint8 0/1; negative label ids are a :class:`UserError`. Nothing appears at
-    ``output`` unless every array was written.
+    wider), masks uint8 0/1. Negative or all-zero labels, non-finite image values and
+    unreadable source blocks are a :class:`~pipeline_lib.errors.DataError` naming the dataset
+    and file. Nothing appears at ``output`` unless every array was written.
     """
     sources = open_dataset_sources(spec)
     region = dataset_region(spec, sources["image"].shape)
@@ -162,16 +206,19 @@ def assemble_dataset(
             itemsize = max(np.dtype(source.dtype).itemsize, out_dtype.itemsize)
             blocks = super_blocks(region.shape, chunk_shape, source.read_unit, region.begin, itemsize, max_block_bytes)
             pending: Future[None] | None = None
+            checks = _ValueChecks(spec, role)
             for box in progress(blocks, total=len(blocks), desc=f"assemble {spec.name}/{role}"):
-                block = source.read(box.shift(region.begin).slices)  # type: ignore[arg-type]
-                data = _convert(role, np.asarray(block), out_dtype, spec.name)
+                block = _read(spec, role, source, box.shift(region.begin).slices)
+                checks.block(block)
+                data = _convert(role, block, out_dtype)
                 if pending is not None:
                     pending.result()  # one write in flight: memory stays bounded
                 pending = writer.submit(array.__setitem__, box.slices, data)
             if pending is not None:
                 pending.result()
+            checks.finish()
         set_store_attrs(
             store,
-            {"dataset": spec.name, "provenance": provenance("assemble", {"dataset": spec}, [])},
+            {"dataset": spec.name, "provenance": provenance("assemble", {"dataset": spec}, input_files(spec))},
         )
     log.info("assembled %s: shape %s into %s", spec.name, region.shape, output)

@@ -20,6 +20,7 @@ It is always called inside ``torch.inference_mode()`` by the sliding window.
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from pipeline_lib.errors import ConfigError
+from pipeline_lib.errors import ConfigError, DataError
 from pipeline_lib.inference.tta import Combiner, invert
 from pipeline_lib.models import create_network
 from pipeline_lib.offsets import Combine, Variant, inverse_plan
@@ -81,6 +82,22 @@ class TrainedNetwork(nn.Module):
         return out[0] if isinstance(out, list) else out
 
 
+def read_checkpoint(checkpoint: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """The contents of a checkpoint file; a truncated or damaged one is a
+    :class:`~pipeline_lib.errors.DataError` that names it and the command that retrains."""
+    path = Path(checkpoint)
+    try:
+        ckpt: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+        ckpt["hyper_parameters"], ckpt["state_dict"]  # noqa: B018 (both must be there)
+    except (RuntimeError, OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as e:
+        first = " ".join(str(e).split())[:200]
+        raise DataError(
+            f"{path}: unreadable checkpoint ({type(e).__name__}: {first}); retrain with: "
+            f"rm -r {path.parent} and rerun the same snakemake command"
+        ) from e
+    return ckpt
+
+
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> TrainedNetwork:
     """The trained network of a Lightning checkpoint of ``AffinityModule``, in eval mode on ``device``.
 
@@ -88,7 +105,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> Tr
     Lightning does) and builds the network from the model registry, so inference does not
     import Lightning; every weight must match (strict loading).
     """
-    ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
+    ckpt = read_checkpoint(checkpoint, device)
     model = TrainedNetwork(dict(ckpt["hyper_parameters"]))
     model.load_state_dict(ckpt["state_dict"])
     model.to(device)

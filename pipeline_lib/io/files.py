@@ -99,8 +99,20 @@ def read_file(path: Path, key: str | None = None, region: tuple[slice, ...] | No
     """Read a file as ``(z, y, x)`` or, for RGB(A) images, ``(1, y, x, c)``.
 
     With ``region`` (slices in file coordinates) return only that part; npy and HDF5 files
-    then read only that part from disk, images are decoded whole.
+    then read only that part from disk, images are decoded whole. A file that fails to
+    decode is a :class:`SourceError` naming it (and the HDF5 key).
     """
+    try:
+        return _read_file(path, key, region)
+    except SourceError:
+        raise
+    except Exception as e:  # h5py, PIL, tifffile, numpy: their messages name no file
+        first = " ".join(str(e).split())[:300]
+        what = f" (key '{key}')" if key else ""
+        raise SourceError(f"{path}{what}: cannot read: {type(e).__name__}: {first}") from e
+
+
+def _read_file(path: Path, key: str | None, region: tuple[slice, ...] | None) -> NDArray[Any]:
     ext = _suffix(path)
     if region is not None and ext in (".npy", ".h5", ".hdf5"):
         if ext == ".npy":

@@ -22,7 +22,7 @@ import glob as globlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import h5py
 import numpy as np
@@ -40,9 +40,6 @@ from pipeline_lib.io.files import (
     probe_file,
     read_file,
 )
-
-if TYPE_CHECKING:
-    from pipeline_lib.config import DatasetSpec
 
 FORMATS: dict[str, tuple[str, ...]] = {  # format -> accepted keys besides "format"
     "hdf5": ("path", "key"),
@@ -272,17 +269,6 @@ def _open_zarr(path: Path, array: str | None) -> ZarrSource:
         what = f"array {array!r}" if array else "an array at the top (give 'array')"
         raise SourceError(f"{path}: expected {what} in the zarr store ({e})") from e
     return ZarrSource(arr, _as_3d(path, arr.shape), np.dtype(arr.dtype))
-
-
-def dataset_shape(spec: DatasetSpec) -> tuple[int, int, int]:
-    """Shape (z, y, x) of the assembled volume, known without reading any voxel data."""
-    if spec.synthetic is not None and spec.roi is None:
-        return spec.synthetic.shape
-    if spec.roi is not None:
-        return spec.roi.shape
-    assert spec.image is not None
-    z, y, x = open_source(spec.image, Path("/")).shape
-    return (z, y, x)
 
 
 def _open_slices(files: list[Path]) -> SliceStackSource:

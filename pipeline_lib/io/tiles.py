@@ -90,14 +90,16 @@ def _read_json(path: Path) -> tuple[str, dict[str, Any]]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise TileError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from e
+    except UnicodeDecodeError as e:
+        raise TileError(f"{path}: not a text (JSON) file: {e}") from e
     if not isinstance(data, dict) or not ({"tiles", "image"} & set(data)):
         raise TileError(f"{path}: expected an object with 'tiles' (explicit form) or 'image' (pattern form)")
     form = "pattern" if "image" in data else "explicit"
     validator = jsonschema.Draft202012Validator(_branch(form))
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
     if errors:
-        lines = "\n".join(f"  {_field(e.absolute_path)}: {e.message}" for e in errors)
-        raise TileError(f"{path}: invalid tile JSON ({form} form):\n{lines}")
+        problems = "; ".join(f"{_field(e.absolute_path)}: {e.message}" for e in errors)
+        raise TileError(f"{path}: invalid tile JSON ({form} form): {problems}")
     return form, data
 
 
@@ -354,8 +356,9 @@ def load_tile_json(path: Path | str, is_label: bool = False, fill_value: float |
     files = _tile_files(path, form, data)
     missing = {f for f in dict.fromkeys(files) if not f.is_file()}
     if missing and fill_value is None:
-        names = "\n".join(f"  {f}" for f in files if f in missing)
-        raise TileError(f"{path}: {len(missing)} tile file(s) missing (or set fill_value):\n{names}")
+        listed = [str(f) for f in files if f in missing]
+        names = ", ".join(listed[:5]) + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+        raise TileError(f"{path}: {len(missing)} tile file(s) missing (or set fill_value): {names}")
     layout = _pattern(path, data) if form == "pattern" else _explicit(path, data, missing)
     ratio = float(_get(data, "tile_ratio")) if form == "pattern" else 1.0
     vs = data.get("voxel_size")

@@ -47,14 +47,24 @@ FAST_ZSTD = ZstdCodec(level=1, checksum=False)
 DEFAULT_ZSTD = ZstdCodec(level=0, checksum=False)
 
 
+#: Arrays holding object ids: their groups carry NGFF ``image-label`` metadata, so viewers
+#: show them as labels, not as a second image.
+LABEL_ARRAYS = ("labels", SEGMENTATION)
+
+
 def _axes(n_channels: bool) -> list[dict[str, str]]:
     axes = [{"name": "c", "type": "channel"}] if n_channels else []
     return axes + [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
 
 
 def ome_multiscales(name: str, voxel_size: Sequence[float], channel_axis: bool) -> dict[str, Any]:
-    """NGFF 0.5 ``ome`` attributes for a group holding one scale level ``s0``."""
+    """NGFF 0.5 ``ome`` attributes for a group holding one scale level ``s0``; label arrays
+    (:data:`LABEL_ARRAYS`) also get ``image-label`` (with the store's ``image`` as source)."""
     scale = ([1.0] if channel_axis else []) + [float(v) for v in voxel_size]
+    label: dict[str, Any] = {}
+    if name in LABEL_ARRAYS:
+        source = {"source": {"image": "../image"}} if name == "labels" else {}  # segmentations: another store
+        label = {"image-label": {"version": "0.5", **source}}
     return {
         "version": "0.5",
         "multiscales": [
@@ -64,6 +74,7 @@ def ome_multiscales(name: str, voxel_size: Sequence[float], channel_axis: bool) 
                 "datasets": [{"path": SCALE0, "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
             }
         ],
+        **label,
     }
 
 

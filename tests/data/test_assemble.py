@@ -14,8 +14,9 @@ from pipeline_lib.data.assemble import assemble_dataset, super_blocks
 from pipeline_lib.data.synthetic import generate
 from pipeline_lib.errors import UserError
 from pipeline_lib.io import tiles
-from pipeline_lib.io.sources import dataset_shape, open_source
+from pipeline_lib.io.sources import open_source
 from pipeline_lib.io.volumes import open_array, partial_path, store_attrs, voxel_size
+from pipeline_lib.startup import dataset_header
 
 
 def _spec(**kw) -> DatasetSpec:
@@ -36,7 +37,7 @@ def test_synthetic_assembles_to_ome_zarr(tmp_path):
     assert voxel_size(out, "labels") == (40.0, 4.0, 4.0)
     assert store_attrs(out)["provenance"]["stage"] == "assemble"
     assert not partial_path(out).exists()
-    assert dataset_shape(spec) == (16, 40, 40)
+    assert dataset_header(spec).shape == (16, 40, 40)
 
 
 def test_hdf5_with_roi_mask_and_signed_labels(tmp_path):
@@ -56,7 +57,7 @@ def test_hdf5_with_roi_mask_and_signed_labels(tmp_path):
     assert open_array(out, "labels").dtype == np.uint32
     assert np.array_equal(open_array(out, "labels")[:], labels[region])
     assert np.array_equal(open_array(out, "mask")[:], (labels[region] > 10).astype(np.uint8))
-    assert dataset_shape(spec) == (8, 20, 30)
+    assert dataset_header(spec).shape == (8, 20, 30)
 
 
 def test_roi_outside_volume_and_failed_assembly_leaves_nothing(tmp_path):

@@ -3,6 +3,7 @@
 # rules.<name>.output.
 import re
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -30,7 +31,12 @@ wait_passively()
 # inside named entries and per-method decoder params too); Snakemake's validate() then
 # checks the same schema.
 try:
-    PLAN = Plan.from_config(config)
+    PLAN = Plan.from_config(
+        config,
+        workflow.configfiles,
+        check_networks=workflow.is_main_process,
+        network_cache=Path(".snakemake/pipeline/networks_checked.json"),
+    )
 except UserError as error:
     print(f"Configuration error: {error}", file=sys.stderr)
     sys.exit(1)
