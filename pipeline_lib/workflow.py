@@ -142,11 +142,11 @@ class Plan:
         return [w for w in warnings if w]
 
     def _describe(self, dataset: str) -> str:
-        shape = self._shapes[dataset]
+        shape = self.shapes[dataset]
         return f"dataset '{dataset}' ({'x'.join(map(str, shape))} = {math.prod(shape) / 1e6:.3g} Mvoxel)"
 
     def _job_size_warning(self, stage: str, dataset: str, grid: BlockGrid, jobs: int) -> str:
-        per_job = math.prod(self._shapes[dataset]) / jobs
+        per_job = math.prod(self.shapes[dataset]) / jobs
         if jobs <= MANY_BLOCKS or per_job >= MIN_VOXELS_PER_JOB:
             return ""
         max_jobs = self.config[stage]["max_jobs"]

@@ -73,7 +73,7 @@ def test_a_teravoxel_volume_plans_at_most_max_jobs(tiny_run):
 def _crop_blocks_on_a_large_volume(run_dir, config):
     """Issue 22, item 7: blocks made for small crops (config/gala.yaml's) and a 250^3 test volume."""
     _with_test_shape(run_dir, (250, 250, 250))
-    config["models"]["tiny"]["patch_shape"] = [32, 96, 96]
+    config["predict"]["window_shape"] = [32, 96, 96]  # the training patch must fit tiny_train: a larger window
     config["predict"].update(block_shape=[50, 100, 200], chunk_shape=[25, 50, 50], max_jobs=256)
     config["predict"]["padding_mode"] = "replicate"
     config["decode"] = {"block_shape": [50, 100, 200], "chunk_shape": [25, 50, 50], "max_jobs": 256}
