@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from pipeline_lib.blockstore import BlockStore
 from pipeline_lib.config import DecoderSettings
+from pipeline_lib.decoding.face_stitch import OpenRecord, stream_cc_table
 from pipeline_lib.decoding.partial_store import (
     DECODED,
     RELABELLED_BLOCKS,
@@ -66,39 +67,51 @@ def _block_labels(partial: Path, block_id: int) -> NDArray[np.unsignedinteger]:
     return labels
 
 
-def _face_pairs(partial: Path, grid: BlockGrid, decoder: DecoderSettings) -> NDArray[np.uint64]:
+def _face_pairs(
+    partial: Path, grid: BlockGrid, decoder: DecoderSettings, open_record: OpenRecord
+) -> NDArray[np.uint64]:
     """Pairs of global ids to join across all block faces (a block's record and its lower neighbours' at a time)."""
     pairs = [EMPTY_PAIRS]
     if get_decoder(decoder.method).stitch == "affinity":
         for block_id in range(len(grid)):
-            with np.load(block_record(partial, block_id)) as here:
+            with open_record(block_id) as here:
                 for axis in range(3):
                     below = lower_neighbour(grid, block_id, axis)
                     if below is None:
                         continue
-                    with np.load(block_record(partial, below)) as there:
+                    with open_record(below) as there:
                         local = crossing_pairs(here[f"first{axis}"], here[f"crossing{axis}"], there[f"last{axis}"])
                     pairs.append(np.stack([globalize(local[:, 0], block_id), globalize(local[:, 1], below)], axis=1))
         return np.concatenate(pairs)
     threshold = float(decoder.params["stitch_overlap"])
     for block_id in range(len(grid)):
         needed = [block_id] + [b for b in (lower_neighbour(grid, block_id, a) for a in range(3)) if b is not None]
-        slabs = {i: np.load(block_record(partial, i)) for i in needed}
+        slabs = {i: open_record(i) for i in needed}
         pairs.append(overlap_face_pairs(grid, block_id, slabs, threshold, lambda i: _block_labels(partial, i)))
     return np.concatenate(pairs)
 
 
+def records(partial: Path) -> OpenRecord:
+    """Block ``i``'s record in the store ``partial``, opened (and closed) as a context manager."""
+
+    def open_record(block_id: int) -> Any:
+        return np.load(block_record(partial, block_id))
+
+    return open_record
+
+
 def _final_table(
-    partial: Path, grid: BlockGrid, decoder: DecoderSettings
+    partial: Path, grid: BlockGrid, decoder: DecoderSettings, open_record: OpenRecord
 ) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-    """The final id of every block-local id (block after block) and where each block's ids begin."""
+    """The final id of every block-local id (block after block) and where each block's ids begin,
+    all in memory (the stitch of overlap decoders and of merging small objects)."""
     merge = decoder.small_objects == "merge" and decoder.min_size > 1
     counts_list, first_list = [], []
     for i in range(len(grid)):
-        with np.load(block_record(partial, i)) as record:
+        with open_record(i) as record:
             counts_list.append(record["counts"].astype(np.int64))
             if merge:
-                if "first_voxel" not in record.files:
+                if "first_voxel" not in record:
                     raise RuntimeError(
                         f"{partial}: block {i}'s record lacks what merging small objects needs "
                         "(written by an older version); delete the .partial store and rerun"
@@ -110,7 +123,7 @@ def _final_table(
     )  # sorted: by block, then local id
     counts = np.concatenate([np.zeros(0, dtype=np.int64), *counts_list])
     del counts_list
-    component = components(ids, _face_pairs(partial, grid, decoder))
+    component = components(ids, _face_pairs(partial, grid, decoder, open_record))
     del ids
     n_components = int(component.max(initial=-1)) + 1
     sizes = np.bincount(component, weights=counts, minlength=n_components).astype(np.int64)
@@ -129,9 +142,7 @@ def _final_table(
             def block_table(i: int) -> NDArray[np.uint64]:
                 return np.concatenate([np.zeros(1, dtype=np.uint64), table[starts[i] : starts[i + 1]]])
 
-            contact_pairs, contact_counts = component_contacts(
-                grid, lambda i: np.load(block_record(partial, i)), block_table, n_components
-            )
+            contact_pairs, contact_counts = component_contacts(grid, open_record, block_table, n_components)
         small = small_components(
             sizes, decoder.min_size, decoder.small_objects, contact_pairs, contact_counts, first_voxels
         )
@@ -141,6 +152,21 @@ def _final_table(
 def _segmentation(partial: Path, mode: str = "r") -> Any:
     with zarr.config.set({"array.write_empty_chunks": True}):  # every chunk is written once: skip zarr's fill check
         return open_array(partial, SEGMENTATION, mode=mode)
+
+
+def write_table(partial: Path, grid: BlockGrid, decoder: DecoderSettings, open_record: OpenRecord, folder: Path) -> int:
+    """Write the stitch table (``final.npy``, ``starts.npy``) into ``folder``; returns the object count.
+
+    Connected components without merging of small objects stream over the blocks
+    (:mod:`~pipeline_lib.decoding.face_stitch`); the other stitches are computed in memory.
+    """
+    merge = decoder.small_objects == "merge" and decoder.min_size > 1
+    if get_decoder(decoder.method).stitch == "affinity" and not merge:
+        return stream_cc_table(grid, open_record, decoder.min_size, folder)
+    final, starts = _final_table(partial, grid, decoder, open_record)
+    np.save(folder / "final.npy", final)
+    np.save(folder / "starts.npy", starts)
+    return int(final.max(initial=0))
 
 
 def stitch_blocks(partial: str | Path, decoder: DecoderSettings) -> int:
@@ -158,14 +184,11 @@ def stitch_blocks(partial: str | Path, decoder: DecoderSettings) -> int:
         return _n_objects(partial)
     store.check()
     grid = store.grid
-    final, starts = _final_table(partial, grid, decoder)
-    n_objects = int(final.max(initial=0))
     tmp = table.with_name(f"{table.name}.tmp")
     if tmp.exists():  # left by an interrupted stitch
         shutil.rmtree(tmp)
     tmp.mkdir()
-    np.save(tmp / "final.npy", final)
-    np.save(tmp / "starts.npy", starts)
+    n_objects = write_table(partial, grid, decoder, records(partial), tmp)
     (tmp / "info.json").write_text(json.dumps({"n_objects": n_objects, "n_blocks": len(grid)}))
     os.rename(tmp, table)
     log.info("stitched %d blocks into %d objects", len(grid), n_objects)
