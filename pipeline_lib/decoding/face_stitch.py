@@ -8,11 +8,13 @@ context manager yielding block ``i``'s record (``np.load`` of its ``.npz``). Out
 table of :mod:`~pipeline_lib.decoding.partial_store` (``final``: the final id of every
 block-local id, block after block; ``starts``), written through a memory map.
 
-Two passes over the blocks, each holding one block's record and one neighbour's at a time:
+Two passes over the blocks' faces and counts, each holding one block's record and one
+neighbour's at a time:
 
-1. the pairs of objects joined across every face (:func:`~.stitching.crossing_pairs`) with the
-   voxel counts of the objects in them; union–find over those objects only (objects that
-   cross no face are their own components and are never held);
+1. the pairs of objects joined across every face (:func:`~.stitching.crossing_pairs`);
+   union–find over the objects in them only (objects that cross no face are their own
+   components and are never held); the sizes of the components from the ``counts`` of their
+   members (a pass over ``counts`` only);
 2. final ids block by block: components (and lone objects) in the order of their first
    object (block, then local id), as :func:`~.stitching.final_labels` numbers them; a
    component of one voxel in all (a voxel without any edge) or below ``min_size`` voxels
@@ -20,8 +22,9 @@ Two passes over the blocks, each holding one block's record and one neighbour's 
 
 The table equals the in-memory stitch's (``relabel._final_table``) for ``small_objects:
 background``; merging small objects needs global contacts and keeps the in-memory stitch.
-Memory: the crossing objects' ids, counts and components (about 40 bytes each) and the
-per-block starts (8 bytes per block); ``final`` itself is written to disk, never held.
+Memory: the joined pairs (16 bytes each, and scipy's graph of them), the crossing objects'
+ids and components (16 bytes each) and the per-block starts (8 bytes per block); ``final``
+itself is written to disk, never held.
 """
 
 from __future__ import annotations
@@ -42,41 +45,42 @@ from pipeline_lib.geometry import BlockGrid
 OpenRecord = Callable[[int], AbstractContextManager[Mapping[str, Any]]]
 
 
-def _crossing_objects(
-    grid: BlockGrid, open_record: OpenRecord
-) -> tuple[NDArray[np.int64], NDArray[np.uint64], NDArray[np.uint64], NDArray[np.int64]]:
-    """Per-block object counts, and the global id pairs joined across faces with each id's voxel count."""
+def _face_pairs(grid: BlockGrid, open_record: OpenRecord) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
+    """Per-block object counts, and the distinct global id pairs joined across every face."""
     n_objects = np.zeros(len(grid), dtype=np.int64)
     pairs: list[NDArray[np.uint64]] = [np.zeros((0, 2), dtype=np.uint64)]
-    ids: list[NDArray[np.uint64]] = [np.zeros(0, dtype=np.uint64)]
-    counts: list[NDArray[np.int64]] = [np.zeros(0, dtype=np.int64)]
     for block_id in range(len(grid)):
         with open_record(block_id) as here:
-            here_counts = np.asarray(here["counts"], dtype=np.int64)
-            n_objects[block_id] = len(here_counts)
+            n_objects[block_id] = len(here["counts"])
             for axis in range(3):
                 below = lower_neighbour(grid, block_id, axis)
                 if below is None:
                     continue
                 with open_record(below) as there:
                     local = crossing_pairs(here[f"first{axis}"], here[f"crossing{axis}"], there[f"last{axis}"])
-                    below_counts = np.asarray(there["counts"], dtype=np.int64)
                 pairs.append(np.stack([globalize(local[:, 0], block_id), globalize(local[:, 1], below)], axis=1))
-                ids += [pairs[-1][:, 0], pairs[-1][:, 1]]
-                counts += [
-                    here_counts[local[:, 0].astype(np.int64) - 1],
-                    below_counts[local[:, 1].astype(np.int64) - 1],
-                ]
-    every, first = np.unique(np.concatenate(ids), return_index=True)
-    return n_objects, np.concatenate(pairs), every, np.concatenate(counts)[first]
+    return n_objects, np.concatenate(pairs)
 
 
-def _components(every: NDArray[np.uint64], pairs: NDArray[np.uint64]) -> NDArray[np.int64]:
-    """Component of each of the sorted ``every`` ids under ``pairs``, numbered by smallest member."""
+def _components(pairs: NDArray[np.uint64]) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """The sorted ids in ``pairs`` and the component of each under the pairs, numbered by smallest member."""
+    every = np.unique(pairs)
     index = np.searchsorted(every, pairs)
-    graph = coo_matrix((np.ones(len(index)), (index[:, 0], index[:, 1])), shape=(len(every), len(every)))
+    graph = coo_matrix((np.ones(len(index), np.int8), (index[:, 0], index[:, 1])), shape=(len(every), len(every)))
     _, component = graph_components(graph, directed=False)
-    return component.astype(np.int64)
+    return every, component.astype(np.int64)
+
+
+def _block_members(crossing_ids: NDArray[np.uint64], block_id: int) -> tuple[int, int, NDArray[np.int64]]:
+    """Where block ``block_id``'s ids lie in the sorted ``crossing_ids``, and their local ids - 1."""
+    bounds = np.array([block_id, block_id + 1], dtype=np.uint64) << BLOCK_ID_SHIFT
+    lo, hi = (int(i) for i in np.searchsorted(crossing_ids, bounds))
+    return lo, hi, (crossing_ids[lo:hi] & LOCAL_MASK).astype(np.int64) - 1
+
+
+def _counts(open_record: OpenRecord, block_id: int) -> NDArray[np.int64]:
+    with open_record(block_id) as record:
+        return np.asarray(record["counts"], dtype=np.int64)
 
 
 def stream_cc_table(grid: BlockGrid, open_record: OpenRecord, min_size: int, folder: Path) -> int:
@@ -84,26 +88,31 @@ def stream_cc_table(grid: BlockGrid, open_record: OpenRecord, min_size: int, fol
 
     Returns the object count; objects below ``min_size`` voxels (and of one voxel) become background.
     """
-    n_objects, pairs, crossing_ids, crossing_counts = _crossing_objects(grid, open_record)
-    component = _components(crossing_ids, pairs)
+    n_objects, pairs = _face_pairs(grid, open_record)
+    crossing_ids, component = _components(pairs)
     del pairs
     n_components = int(component.max(initial=-1)) + 1
-    sizes = np.bincount(component, weights=crossing_counts, minlength=n_components).astype(np.int64)
+    member_counts = np.zeros(len(component), dtype=np.int64)
+    for block_id in range(len(grid)):  # the voxel counts of the crossing objects
+        lo, hi, members = _block_members(crossing_ids, block_id)
+        if hi > lo:
+            member_counts[lo:hi] = _counts(open_record, block_id)[members]
+    sizes = np.bincount(component, weights=member_counts, minlength=n_components)
     kept = sizes >= max(min_size, 2)  # joined components have 2 voxels or more
+    del sizes, member_counts
     first_member = np.full(n_components, len(component), dtype=np.int64)
     np.minimum.at(first_member, component, np.arange(len(component)))
     opens = np.zeros(len(component), dtype=bool)  # the member that numbers its component
     opens[first_member] = True
+    del first_member
     component_final = np.zeros(n_components, dtype=np.uint64)
     starts = np.concatenate([[0], np.cumsum(n_objects)]).astype(np.int64)
     final = np.lib.format.open_memmap(folder / "final.npy", mode="w+", dtype=np.uint64, shape=(int(starts[-1]),))
     next_id = 1
     for block_id in range(len(grid)):
-        lo, hi = np.searchsorted(crossing_ids, [block_id << int(BLOCK_ID_SHIFT), (block_id + 1) << int(BLOCK_ID_SHIFT)])
-        members = (crossing_ids[lo:hi] & LOCAL_MASK).astype(np.int64) - 1  # local id - 1
+        lo, hi, members = _block_members(crossing_ids, block_id)
         member_components = component[lo:hi]
-        with open_record(block_id) as record:
-            counts = np.asarray(record["counts"], dtype=np.int64)
+        counts = _counts(open_record, block_id)
         crossing = np.zeros(len(counts), dtype=bool)
         crossing[members] = True
         numbered = ~crossing & (counts >= max(min_size, 2))  # a lone object of one voxel has no edge

@@ -126,7 +126,9 @@ def crossing_pairs(
     """
     a, b = np.asarray(first).ravel(), np.asarray(last_below).ravel()
     joined = np.asarray(crossing).ravel() & (a != 0) & (b != 0)
-    keys = np.unique((a[joined].astype(np.uint64) << BLOCK_ID_SHIFT) | b[joined].astype(np.uint64))
+    keys = (a[joined].astype(np.uint64) << BLOCK_ID_SHIFT) | b[joined].astype(np.uint64)
+    if len(keys):  # objects are runs along a plane's rows: drop repeats before sorting
+        keys = np.unique(keys[np.concatenate([[True], keys[1:] != keys[:-1]])])
     return np.stack([keys >> BLOCK_ID_SHIFT, keys & LOCAL_MASK], axis=1)
 
 
