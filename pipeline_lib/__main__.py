@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline_lib info|view|serve ...`` (``--help`` for each)."""
+"""Command line: ``python -m pipeline_lib info|view|serve|plan ...`` (``--help`` for each)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,15 @@ def _serve(args: argparse.Namespace) -> None:
         server.server_close()
 
 
+def _plan(args: argparse.Namespace) -> None:
+    from pipeline_lib.config import read_yaml
+    from pipeline_lib.costs import as_dicts, format_costs, stage_costs
+    from pipeline_lib.workflow import Plan
+
+    costs = stage_costs(Plan.from_config(read_yaml(args.configfile)))
+    print(json.dumps(as_dicts(costs), indent=2) if args.json else format_costs(costs).rstrip())
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline_lib", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -80,6 +89,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--directory", type=Path, default=Path("."))
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(run=_serve)
+
+    plan = sub.add_parser("plan", help="print what a run will cost: blocks, jobs, voxels, scratch and output sizes")
+    plan.add_argument("--configfile", type=Path, default=Path("config/config.yaml"), help="the run's config")
+    plan.add_argument("--json", action="store_true", help="print the stages as JSON")
+    plan.set_defaults(run=_plan)
     return p
 
 

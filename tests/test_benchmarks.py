@@ -57,3 +57,21 @@ def test_bench_codecs_measures_each_candidate() -> None:
     assert [by_name[f"affinities_6ch_{n}"]["channel_chunk"] for n in ("ours_chunks_of_6", "chunks_of_3")] == [6, 3]
     assert all(line["mb_stored"] > 0 for name, line in by_name.items() if name != "bench_codecs")
     check_summary(lines[-1], "bench_codecs")
+
+
+def test_bench_stitch_compares_equal_tables() -> None:
+    lines = run_benchmark("bench_stitch.py", "--blocks", "10", "250", "--objects", "30")
+    assert [line["name"] for line in lines] == ["stitch_10_blocks", "stitch_250_blocks", "stitch"]
+    assert [line["objects"] for line in lines[:2]] == [300, 7500]  # 10 x 1 x 1 and 10 x 5 x 5 blocks
+    check_summary(lines[-1], "stitch")
+    assert lines[-1]["peak_rss_mb_baseline"] > 0
+
+
+@pytest.mark.slow
+def test_bench_plan_times_both_sides_and_prints_the_summary() -> None:
+    lines = run_benchmark("bench_plan.py", "--sizes", "1e8", "--timeout", "250")
+    row, summary = lines
+    assert row["name"] == "plan_1e+08" and row["shape"] == [1024, 512, 512]
+    # 256 decoding blocks: one job each (max_jobs 256) against one per 4 blocks before
+    assert row["ours"]["jobs"] > row["baseline"]["jobs"] > 0
+    check_summary(summary, "plan")
