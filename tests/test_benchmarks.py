@@ -75,3 +75,15 @@ def test_bench_plan_times_both_sides_and_prints_the_summary() -> None:
     # 256 decoding blocks: one job each (max_jobs 256) against one per 4 blocks before
     assert row["ours"]["jobs"] > row["baseline"]["jobs"] > 0
     check_summary(summary, "plan")
+
+
+def test_bench_threads_prints_both_sides_and_the_summary() -> None:
+    lines = run_benchmark(
+        "bench_threads.py", "--steps", "1", "--warmup", "0", "--repeat", "1", "--load", "0", "--threads", "1",
+        "--patch", "8", "16", "16",
+    )  # fmt: skip
+    assert [line.get("side") for line in lines[:-1]] == ["baseline", "ours"]
+    assert all(line["torch_threads"] == 1 for line in lines[:-1])
+    summary = lines[-1]
+    check_summary(summary, "bench_threads")
+    assert summary["cpu_seconds_ours"] > 0 and summary["cpu_ratio"] > 0
