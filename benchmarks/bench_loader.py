@@ -36,9 +36,8 @@ from pipeline_lib.training.train import build_module, patch_spec
 
 def full_augmentation(augment: AugmentSettings, p: float) -> AugmentSettings:
     """Every augmentation on with probability ``p`` (parameters as configured)."""
-    return dataclasses.replace(
-        augment, **{f.name: dataclasses.replace(getattr(augment, f.name), p=p) for f in dataclasses.fields(augment)}
-    )
+    chances = [f.name for f in dataclasses.fields(augment) if dataclasses.is_dataclass(getattr(augment, f.name))]
+    return dataclasses.replace(augment, **{name: dataclasses.replace(getattr(augment, name), p=p) for name in chances})
 
 
 def write_volume(path: Path, shape: tuple[int, int, int]) -> Path:

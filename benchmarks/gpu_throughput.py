@@ -1,198 +1,318 @@
-"""GPU throughput of the default model: training and inference voxels/s, fp32 vs bf16-mixed.
+"""GPU figures of issue 19: prediction through ``predict_blocks`` and training steps/s, one JSON line each.
 
-Ready to run on a CUDA machine: ``python benchmarks/gpu_throughput.py`` prints one JSON line
-per measurement and a final summary line with the card's name. Without CUDA it prints a
-``skipped`` line and exits 0 (``--allow-cpu`` runs the same code on the CPU with small sizes,
-as a smoke test of the code path, not a measurement).
+Ready to run on a CUDA machine (``benchmarks/gpu_checks.sh`` runs it): without CUDA it prints
+a ``skipped`` line and exits 0; ``--allow-cpu`` runs the same code on the CPU at small sizes
+as a smoke test of the code path (its figures are not measurements).
 
-- **training**: the default model (``unet`` with the schema's defaults, built as training
-  builds it) on random ``patch_shape`` batches; Adam, BCE on the affinity channels,
-  ``torch.autocast`` for bf16 (fp32 master weights, as Lightning's ``bf16-mixed``); voxels/s
-  = batch × patch voxels × steps / time.
-- **inference**: the pipeline's sliding window (:mod:`pipeline_lib.inference`) over a random
-  in-memory ``--volume`` on the GPU, Gaussian blending, ``predict`` defaults for overlap and
-  batch size unless given; fp32 vs ``bf16-mixed`` autocast; voxels/s = volume voxels / time.
-  Peak GPU memory (``torch.cuda.max_memory_allocated``) is reported per run.
+- **inference** (``infer_<window>_<fp32|bf16>``): the default ``unet`` with a ``--window``
+  patch shape, untrained (speed does not depend on the weights), saved as a checkpoint; a
+  random uint8 zarr volume of ``--volume``; :func:`~pipeline_lib.inference.predict.prepare_prediction`,
+  :func:`~pipeline_lib.inference.predict.predict_blocks` over every block and
+  :func:`~pipeline_lib.inference.predict.finish_prediction`, ``predict`` defaults (overlap 0.5,
+  Gaussian blending, uint8 zarr out, ``batch_size: auto``, ``memory_format: auto``) with
+  ``precision`` 32 or bf16-mixed. Each is run twice and the second run counts (the first
+  autotunes cuDNN and probes the batch size). Mvoxel/s = volume voxels / seconds of the
+  three calls (checkpoint loading, zarr reads and writes included).
+- **training** (``train_loader`` and ``train_on_device``): ``train_model`` itself on a
+  synthetic labelled zarr volume with config/gala.yaml's augmentations (batched on the
+  device by default), its precision, ``--train-batch`` patches of ``--train-patch``,
+  ``num_workers: auto``; against the same module trained by a Lightning ``Trainer`` on one
+  batch already on the device. Steps/s are timed from step ``--train-warmup`` to the last
+  step by a callback; ``ratio`` = loader / on-device (the goal is ≥ 0.8).
+- **utilisation**: with ``nvidia-smi`` on the path, each figure carries the mean GPU
+  utilisation (%) sampled every 0.2 s while it ran (``gpu_util_mean``; null without it).
+
+The last line is a summary: ``name``, device, torch version, every figure and the bf16/fp32
+and loader/on-device ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from pipeline_lib.config import ModelSettings, PredictSettings, build
-from pipeline_lib.config.schema import validate_with_defaults
+ROOT = Path(__file__).resolve().parent.parent
+GALA_AUGMENT = {  # config/gala.yaml's augmentations (read from the file when it is there)
+    "flip": {"p": 0.5},
+    "transpose": {"p": 0.5},
+    "gamma": {"p": 0.3},
+    "contrast": {"p": 0.3},
+    "brightness": {"p": 0.3},
+    "noise": {"p": 0.2, "std": 0.05},
+    "missing_section": {"p": 0.1},
+    "misalignment": {"p": 0.1, "max_shift": 3},
+}
 
 
-def default_settings(args: argparse.Namespace) -> tuple[ModelSettings, PredictSettings]:
-    model: dict[str, Any] = {"architecture": args.architecture}
-    if args.patch:
-        model["patch_shape"] = args.patch
-    predict: dict[str, Any] = {"batch_size": args.infer_batch} if args.infer_batch else {}
-    if args.overlap is not None:
-        predict["overlap"] = args.overlap
+class Utilisation:
+    """Mean GPU utilisation from ``nvidia-smi`` sampled in a thread while the block runs (None without it)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and shutil.which("nvidia-smi") is not None
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
+        while not self._stop.wait(0.2):
+            result = subprocess.run(query, capture_output=True, text=True)
+            if result.returncode == 0 and result.stdout.strip():
+                self.samples.append(float(result.stdout.split()[0]))
+
+    def __enter__(self) -> Utilisation:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
+
+
+def config_entry(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Validated config data of one model ``m`` with ``overrides`` (models and predict keys)."""
+    from pipeline_lib.config.schema import validate_with_defaults
+
     config = {
         "datasets": ["x"],
-        "models": {"m": model},
+        "models": {"m": {"architecture": "unet", **overrides.get("model", {})}},
         "decoders": {"d": {"method": "connected_components"}},
-        "predict": predict,
+        "predict": overrides.get("predict", {}),
     }
-    data = validate_with_defaults(config, "config", "gpu_throughput")
-    return build(ModelSettings, data["models"]["m"]), build(PredictSettings, data["predict"])
+    return validate_with_defaults(config, "config", "gpu_throughput")
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_mb(device: torch.device) -> float | None:
-    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
-
-
-def training_throughput(
-    model: ModelSettings, dtype: torch.dtype | None, batch: int, steps: int, warmup: int, device: torch.device
-) -> dict[str, Any]:
+def save_checkpoint(path: Path, model: Any) -> Path:
     from pipeline_lib.training.train import build_module
 
     torch.manual_seed(0)
-    module = build_module(model).to(device).train()
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
-    n = len(model.offsets)
-    image = torch.rand(batch, 1, *model.patch_shape, device=device)
-    target = (torch.rand(batch, n, *model.patch_shape, device=device) > 0.5).float()
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = module(image)[:, :n]
-        loss = F.binary_cross_entropy_with_logits(logits.float(), target)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    reset_peak(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    seconds = time.perf_counter() - start
-    voxels = batch * steps * int(np.prod(model.patch_shape))
-    return {"seconds": round(seconds, 3), "voxels_per_s": round(voxels / seconds), "peak_gpu_mb": peak_mb(device)}
+    module = build_module(model)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
 
 
-def inference_throughput(
-    model: ModelSettings,
-    predict: PredictSettings,
-    precision: str,
-    volume: tuple[int, int, int],
-    repeats: int,
-    device: torch.device,
-    compile: bool,
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def inference_figure(
+    work: Path, volume: Path, window: list[int], precision: str, device: torch.device, util: bool
 ) -> dict[str, Any]:
-    from pipeline_lib.inference.predictor import WindowPredictor, autocast_dtype
-    from pipeline_lib.inference.sliding import blend_region, count_windows
-    from pipeline_lib.training.train import build_module
+    from pipeline_lib.config import ModelSettings, PredictSettings, build
+    from pipeline_lib.inference.predict import finish_prediction, predict_blocks, prediction_grid, prepare_prediction
+    from pipeline_lib.io.volumes import open_array, partial_path
 
-    torch.manual_seed(0)
-    module = build_module(model).to(device).eval()
-    net: torch.nn.Module = torch.compile(module) if compile else module  # type: ignore[assignment]
-    predictor = WindowPredictor([net], model.offsets, dtype=autocast_dtype(precision, model.precision, device))  # type: ignore[arg-type]
-    image = np.random.default_rng(0).integers(0, 256, size=volume, dtype=np.uint8)
-    window = model.patch_shape
-    region = tuple(slice(0, n) for n in volume)
-
-    def run() -> None:  # what a block job runs: uint8 windows normalised on the host, blended in z-slabs
-        slabs = blend_region(
-            image,
-            region,
-            predictor,
-            window,
-            predict.overlap,
-            predict.batch_size,
-            predict.blend,
-            device=device,
-            transform=lambda a: a.astype(np.float32) / np.float32(255.0),
-        )
-        for _ in slabs:
-            pass
-
-    run()  # warm-up (cuDNN autotuning, compilation)
-    synchronize(device)
-    reset_peak(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        run()
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / repeats
+    data = config_entry({"model": {"patch_shape": window}, "predict": {"precision": precision}})
+    model, predict = build(ModelSettings, data["models"]["m"]), build(PredictSettings, data["predict"])
+    ckpt = work / f"unet_{'x'.join(map(str, window))}.ckpt"
+    if not ckpt.exists():
+        save_checkpoint(ckpt, model)
+    shape = open_array(volume, "image").shape
+    blocks = list(range(len(prediction_grid(shape, predict))))
+    seconds, util_mean = 0.0, None
+    for attempt in range(2):  # the first run autotunes cuDNN and probes the batch size
+        out = work / f"affinities_{attempt}.zarr"
+        shutil.rmtree(out, ignore_errors=True)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        with Utilisation(util and attempt == 1) as meter:
+            start = time.perf_counter()
+            partial = prepare_prediction(volume, ckpt, partial_path(out), model, predict)
+            predict_blocks(volume, ckpt, partial, blocks, model, predict, device=str(device))
+            finish_prediction(partial)
+            synchronize()
+            seconds = time.perf_counter() - start
+        util_mean = meter.mean
+        shutil.rmtree(out, ignore_errors=True)
+    voxels = float(np.prod(shape))
     return {
+        "name": f"infer_{'x'.join(map(str, window))}_{'bf16' if precision == 'bf16-mixed' else 'fp32'}",
+        "volume": list(shape),
+        "blocks": len(blocks),
         "seconds": round(seconds, 3),
-        "voxels_per_s": round(float(np.prod(volume)) / seconds),
-        "windows": count_windows(volume, window, predict.overlap),
-        "peak_gpu_mb": peak_mb(device),
+        "mvoxel_per_s": round(voxels / seconds / 1e6, 4),
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
+        "gpu_util_mean": util_mean,
     }
+
+
+class StepTimer:
+    """Lightning callback: wall time from the end of step ``warmup`` to the end of the last step."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.steps = warmup, 0.0, 0.0, 0
+
+    def callback(self) -> Any:
+        from lightning.pytorch.callbacks import Callback
+
+        timer = self
+
+        class _Timer(Callback):
+            def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+                step = trainer.global_step
+                if step == timer.warmup:
+                    synchronize()
+                    timer.start = time.perf_counter()
+                elif step > timer.warmup:
+                    synchronize()
+                    timer.end, timer.steps = time.perf_counter(), step - timer.warmup
+
+        return _Timer()
+
+    @property
+    def steps_per_s(self) -> float:
+        return round(self.steps / (self.end - self.start), 2) if self.steps else 0.0
+
+
+def gala_augment() -> dict[str, Any]:
+    import yaml
+
+    path = ROOT / "config" / "gala.yaml"
+    if path.exists():
+        models = yaml.safe_load(path.read_text()).get("models", {})
+        for entry in models.values():
+            if "augment" in entry:
+                return dict(entry["augment"])
+    return GALA_AUGMENT
+
+
+def training_figures(work: Path, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    import lightning as L
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from pipeline_lib.config import ModelSettings, build
+    from pipeline_lib.data.synthetic import generate
+    from pipeline_lib.io.volumes import create_array
+    from pipeline_lib.training.train import build_module, train_model
+
+    steps = args.train_warmup + args.train_steps
+    model_entry = {
+        "patch_shape": args.train_patch,
+        "batch_size": args.train_batch,
+        "max_steps": steps,
+        "val_every_n_steps": steps,
+        "precision": args.train_precision,
+        "augment": gala_augment(),
+    }
+    settings = build(ModelSettings, config_entry({"model": model_entry})["models"]["m"])
+    synthetic = generate(tuple(args.train_volume), seed=1)  # type: ignore[arg-type]
+    store = work / "train.zarr"
+    for name, array in (("image", synthetic.image), ("labels", synthetic.labels)):
+        create_array(store, name, array.shape, array.dtype, (32, 128, 128), (8.0, 8.0, 8.0))[...] = array
+
+    loader_timer = StepTimer(args.train_warmup)
+    with Utilisation(args.util) as loader_util:
+        train_model(settings, [store], [], work / "trained", threads=1, callbacks=[loader_timer.callback()])
+
+    module = build_module(settings)
+    n = sum(int(t.type == "affinity") * len(settings.offsets) or 1 for t in settings.targets)
+    shape = (args.train_batch, n, *args.train_patch)
+    batch = {
+        "image": torch.rand(args.train_batch, 1, *args.train_patch, device=device),
+        "target": (torch.rand(shape, device=device) > 0.5).float(),
+        "weight": torch.ones(shape, device=device),
+    }
+
+    class SameBatch(IterableDataset):  # type: ignore[type-arg]
+        def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+            while True:
+                yield batch
+
+    device_timer = StepTimer(args.train_warmup)
+    trainer = L.Trainer(
+        max_steps=steps,
+        precision=settings.precision,  # type: ignore[arg-type]
+        accelerator=device.type,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[device_timer.callback()],
+    )
+    with Utilisation(args.util) as device_util:
+        trainer.fit(module, DataLoader(SameBatch(), batch_size=None))
+    common = {"patch_shape": args.train_patch, "batch": args.train_batch, "precision": settings.precision}
+    return [
+        {"name": "train_loader", **common, "steps_per_s": loader_timer.steps_per_s, "gpu_util_mean": loader_util.mean},
+        {
+            "name": "train_on_device",
+            **common,
+            "steps_per_s": device_timer.steps_per_s,
+            "gpu_util_mean": device_util.mean,
+        },
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--architecture", default="unet")
-    parser.add_argument("--patch", type=int, nargs=3, help="training patch / inference window (default: schema's)")
+    parser.add_argument("--volume", type=int, nargs=3, default=[128, 512, 512], help="inference volume (z y x)")
+    parser.add_argument("--windows", nargs="+", default=["16x64x64", "32x128x128"], help="inference windows")
+    parser.add_argument("--train-patch", type=int, nargs=3, default=[32, 96, 96])
     parser.add_argument("--train-batch", type=int, default=8)
-    parser.add_argument("--train-steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--volume", type=int, nargs=3, default=[128, 512, 512])
-    parser.add_argument("--infer-batch", type=int, default=8, help="windows per forward pass")
-    parser.add_argument("--overlap", type=float, help="default: predict.overlap of the schema")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--compile", action="store_true", help="also wrap the model in torch.compile for inference")
-    parser.add_argument("--allow-cpu", action="store_true", help="smoke-test the code on the CPU (small sizes)")
+    parser.add_argument("--train-steps", type=int, default=60, help="timed training steps")
+    parser.add_argument("--train-warmup", type=int, default=10, help="untimed first steps")
+    parser.add_argument("--train-volume", type=int, nargs=3, default=[96, 384, 384], help="synthetic training volume")
+    parser.add_argument("--train-precision", default="bf16-mixed", choices=["32", "16-mixed", "bf16-mixed"])
+    parser.add_argument("--only", choices=["infer", "train"], help="one half of the figures")
+    parser.add_argument("--allow-cpu", action="store_true", help="smoke-test on the CPU at small sizes")
     args = parser.parse_args()
 
     if torch.cuda.is_available():
-        device = torch.device("cuda")
-        card = torch.cuda.get_device_name(device)
+        device, card = torch.device("cuda"), torch.cuda.get_device_name(0)
     elif args.allow_cpu:
         device, card = torch.device("cpu"), "cpu (smoke test, not a measurement)"
+        args.volume, args.windows = [8, 32, 32], ["8x16x16"]
+        args.train_patch, args.train_batch, args.train_steps, args.train_warmup = [8, 16, 16], 2, 2, 1
+        args.train_volume, args.train_precision = [16, 48, 48], "32"
     else:
         print(json.dumps({"name": "gpu_throughput", "skipped": "no CUDA device available"}))
         return
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    model, predict = default_settings(args)
-    summary: dict[str, Any] = {
-        "name": "gpu_throughput",
-        "device": card,
-        "torch": torch.__version__,
-        "architecture": model.architecture,
-        "patch_shape": list(model.patch_shape),
-    }
-    for label, dtype, precision in (("fp32", None, "32"), ("bf16", torch.bfloat16, "bf16-mixed")):
-        train = training_throughput(model, dtype, args.train_batch, args.train_steps, args.warmup, device)
-        print(json.dumps({"name": f"train_{label}", "batch": args.train_batch, **train}), flush=True)
-        infer = inference_throughput(model, predict, precision, tuple(args.volume), args.repeats, device, False)
-        print(json.dumps({"name": f"infer_{label}", "volume": args.volume, **infer}), flush=True)
-        summary[f"train_voxels_per_s_{label}"] = train["voxels_per_s"]
-        summary[f"infer_voxels_per_s_{label}"] = infer["voxels_per_s"]
-        if args.compile:
-            compiled = inference_throughput(model, predict, precision, tuple(args.volume), args.repeats, device, True)
-            print(json.dumps({"name": f"infer_{label}_compiled", "volume": args.volume, **compiled}), flush=True)
-            summary[f"infer_voxels_per_s_{label}_compiled"] = compiled["voxels_per_s"]
-    summary["train_bf16_speedup"] = round(summary["train_voxels_per_s_bf16"] / summary["train_voxels_per_s_fp32"], 2)
-    summary["infer_bf16_speedup"] = round(summary["infer_voxels_per_s_bf16"] / summary["infer_voxels_per_s_fp32"], 2)
+    args.util = device.type == "cuda"
+    summary: dict[str, Any] = {"name": "gpu_throughput", "device": card, "torch": torch.__version__}
+    work = Path(tempfile.mkdtemp(prefix="gpu_throughput_"))
+    try:
+        if args.only != "train":
+            from pipeline_lib.io.volumes import create_array
+
+            volume = create_array(work / "volume.zarr", "image", args.volume, np.uint8, (32, 128, 128), (8.0, 8.0, 8.0))
+            volume[...] = np.random.default_rng(0).integers(0, 256, size=args.volume, dtype=np.uint8)
+            for window in args.windows:
+                shape = [int(v) for v in window.split("x")]
+                figures = {}
+                for precision in ("32", "bf16-mixed"):
+                    line = inference_figure(work, work / "volume.zarr", shape, precision, device, args.util)
+                    print(json.dumps(line), flush=True)
+                    figures[precision] = line["mvoxel_per_s"]
+                    summary[line["name"] + "_mvoxel_per_s"] = line["mvoxel_per_s"]
+                summary[f"infer_{window}_bf16_over_fp32"] = round(figures["bf16-mixed"] / figures["32"], 2)
+        if args.only != "infer":
+            loader, on_device = training_figures(work, args, device)
+            for line in (loader, on_device):
+                print(json.dumps(line), flush=True)
+            summary["train_loader_steps_per_s"] = loader["steps_per_s"]
+            summary["train_on_device_steps_per_s"] = on_device["steps_per_s"]
+            summary["train_ratio"] = round(loader["steps_per_s"] / max(on_device["steps_per_s"], 1e-9), 2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(summary), flush=True)
 
 

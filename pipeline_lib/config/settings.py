@@ -56,6 +56,7 @@ class DeepSupervisionSettings:
 class SamplingSettings:
     min_foreground: float
     max_attempts: int
+    cache_mb: float
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class AugmentSettings:
     contrast: RangeAug
     brightness: RangeAug
     noise: NoiseAug
+    batched: bool
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class ModelSettings:
     val_every_n_steps: int
     val_batches: int
     resume_every_n_steps: int
-    num_workers: int
+    num_workers: int | Literal["auto"]
     seed: int
     boundary_weight: float
     targets: tuple[TargetSettings, ...]
@@ -205,7 +207,8 @@ class PredictSettings:
     overlap: float
     blend: Literal["gaussian", "constant"]
     padding_mode: Literal["constant", "reflect", "replicate"]
-    batch_size: int
+    batch_size: int | Literal["auto"]
+    memory_format: Literal["auto", "contiguous", "channels_last_3d"]
     dtype: Literal["uint8", "float16"]
     max_jobs: int
     precision: Literal["auto", "32", "16-mixed", "bf16-mixed"]

@@ -14,7 +14,8 @@ Three steps, each one Snakemake job (or several, for blocks):
    a marker per block (``blocks/<i>.done``), written last, records that it is done. Memory per block: the stored
    context, one chunk row of the encoded block and one window-high slab of float32
    accumulators (plus a float32 copy of the context when an axis of the volume is shorter
-   than the window and it is padded);
+   than the window and it is padded). All of it lives on the model's device: the context is
+   copied there once, and only the encoded (uint8) rows come back to the host;
 3. :func:`finish_prediction` checks that every block is done and renames the store to its
    final name, which is what marks the prediction complete.
 
@@ -47,6 +48,7 @@ import torch
 
 from pipeline_lib.blockstore import GRID_ATTR, BlockStore, Step, grid_record
 from pipeline_lib.config import ModelSettings, PredictSettings
+from pipeline_lib.devices import configure_float32_math
 from pipeline_lib.errors import UserError
 from pipeline_lib.geometry import BlockGrid, Box, reflect_padding_problem
 from pipeline_lib.inference.predictor import (
@@ -57,15 +59,14 @@ from pipeline_lib.inference.predictor import (
     load_model,
     load_models,
     resolve_device,
+    use_channels_last,
 )
-from pipeline_lib.inference.sliding import blend_region, count_windows, window_context
-from pipeline_lib.inference.storage import RowWriter
-from pipeline_lib.io.affinities import encode_affinities
+from pipeline_lib.inference.sliding import blend_region, count_windows, normalize_windows, window_context
+from pipeline_lib.inference.storage import RowWriter, encode_tensors
 from pipeline_lib.io.volumes import (
     AFFINITIES,
     FAST_ZSTD,
     create_array,
-    normalize_image,
     open_array,
     partial_path,
     prepared_for,
@@ -104,13 +105,15 @@ def prediction_grid(volume_shape: Sequence[int], settings: PredictSettings) -> B
 def _window_predictor(
     models: Sequence[torch.nn.Module], model: ModelSettings, settings: PredictSettings, device: torch.device
 ) -> WindowPredictor:
+    dtype = autocast_dtype(settings.precision, model.precision, device)
     return WindowPredictor(
         models,
         model.offsets,
         variants(settings.tta.flip, settings.tta.transpose),
         settings.tta.combine,
-        autocast_dtype(settings.precision, model.precision, device),
+        dtype,
         settings.mc_dropout_samples,
+        use_channels_last(settings.memory_format, dtype, device),
     )
 
 
@@ -118,7 +121,9 @@ def make_predictor(
     checkpoints: Checkpoints, model: ModelSettings, settings: PredictSettings, device: torch.device
 ) -> WindowPredictor:
     """The window predictor of a run: one checkpoint, or several averaged (an ensemble)."""
-    models = load_models(checkpoints, model.offsets, device, compile=settings.compile)
+    dtype = autocast_dtype(settings.precision, model.precision, device)
+    channels_last = use_channels_last(settings.memory_format, dtype, device)
+    models = load_models(checkpoints, model.offsets, device, settings.compile, channels_last)
     return _window_predictor(models, model, settings, device)
 
 
@@ -130,20 +135,23 @@ def _blend(
     settings: PredictSettings,
     device: torch.device,
     desc: str,
+    encode: bool = False,
 ) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
-    """:func:`~.sliding.blend_region` of a stored (e.g. uint8) image with the predict settings."""
+    """:func:`~.sliding.blend_region` of a stored (e.g. uint8) image with the predict settings, on
+    ``device``; with ``encode`` the slabs come back in their storage form (:func:`~.storage.encode_tensors`)."""
     return blend_region(
         image,
         region,
         predictor,
         window,
         settings.overlap,
-        settings.batch_size,
+        predictor.batch_size(settings.batch_size, window, device),
         settings.blend,
         settings.padding_mode,
         device,
-        transform=normalize_image,
+        transform=normalize_windows,
         desc=desc,
+        encode=(lambda outputs: encode_tensors(outputs, settings.dtype)) if encode else None,
     )
 
 
@@ -272,9 +280,9 @@ def _predict_block(
     affinities = RowWriter(target, block, rows, settings.dtype)
     variance = RowWriter(uncertainty, block, rows, np.float16) if uncertainty is not None else None
     context_image = np.asarray(image[context.slices])
-    slabs = _blend(predictor, context_image, block.relative_to(context), window, settings, device, desc)
-    for _, outputs in slabs:  # in z order, covering the block once
-        affinities.add(encode_affinities(outputs[0].numpy(), settings.dtype))
+    slabs = _blend(predictor, context_image, block.relative_to(context), window, settings, device, desc, True)
+    for _, outputs in slabs:  # in z order, covering the block once; encoded on the device
+        affinities.add(outputs[0].numpy())
         if variance is not None:
             variance.add(outputs[1].numpy())
 
@@ -300,6 +308,9 @@ def predict_blocks(
     uncertainty = open_array(partial, UNCERTAINTY, mode="r+") if settings.mc_dropout_samples > 0 else None
     window = settings.window(model)
     dev = resolve_device(device)
+    configure_float32_math()
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every window has one shape: autotune its convolutions once
     predictor: WindowPredictor | None = None
     done: list[int] = []
     for block_id in block_ids:

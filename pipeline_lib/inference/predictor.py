@@ -12,7 +12,17 @@ contract of :class:`~pipeline_lib.training.module.AffinityModule`: in eval mode
   inverted exactly, then combined (mean/min/max over the variants that have a value);
 - **ensemble**: with several models, their TTA-combined probabilities are averaged;
 - **Monte-Carlo dropout**: with ``mc_samples = N > 0`` the dropout layers stay active and
-  the predictor returns ``(mean, variance)`` over N stochastic passes of the above.
+  the predictor returns ``(mean, variance)`` over N stochastic passes of the above;
+- **memory format**: with ``channels_last`` the windows (and, through :func:`load_models`,
+  the weights) are in ``torch.channels_last_3d`` layout, which cuDNN's tensor-core
+  convolutions prefer under 16-bit autocast (:func:`use_channels_last`);
+- **batch size**: :meth:`WindowPredictor.batch_size` turns ``predict.batch_size: auto`` into
+  windows per forward pass: on CUDA half the free GPU memory divided by the measured peak
+  memory per window of this predictor (TTA, ensemble and MC passes included), on the CPU
+  :data:`~pipeline_lib.devices.CPU_BATCH_SIZE`.
+
+Everything runs on the device of the windows it is given (the models' device); nothing is
+copied to the host here.
 
 It is always called inside ``torch.inference_mode()`` by the sliding window.
 """
@@ -28,6 +38,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from pipeline_lib.devices import CPU_BATCH_SIZE, batch_for_memory, probe_bytes_per_item
 from pipeline_lib.errors import ConfigError, DataError
 from pipeline_lib.inference.tta import Combiner, invert
 from pipeline_lib.models import create_network
@@ -114,7 +125,11 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> Tr
 
 
 def load_models(
-    checkpoints: Checkpoints, offsets: Sequence[Sequence[int]], device: torch.device, compile: bool = False
+    checkpoints: Checkpoints,
+    offsets: Sequence[Sequence[int]],
+    device: torch.device,
+    compile: bool = False,
+    channels_last: bool = False,
 ) -> list[nn.Module]:
     """The modules of one or several checkpoints; all must predict ``offsets`` in this order."""
     expected = [tuple(int(v) for v in o) for o in offsets]
@@ -123,8 +138,17 @@ def load_models(
         module = load_model(path, device)
         if list(module.offsets) != expected:
             raise ConfigError(f"{path}: the checkpoint predicts offsets {module.offsets}, the config says {expected}")
+        if channels_last:
+            module.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         models.append(torch.compile(module) if compile else module)  # type: ignore[arg-type]
     return models
+
+
+def use_channels_last(memory_format: str, dtype: torch.dtype | None, device: torch.device) -> bool:
+    """Whether windows run in ``channels_last_3d`` layout: ``auto`` means on CUDA under 16-bit autocast."""
+    if memory_format == "auto":
+        return device.type == "cuda" and dtype is not None
+    return memory_format == "channels_last_3d"
 
 
 def autocast_dtype(precision: Precision, model_precision: str, device: torch.device) -> torch.dtype | None:
@@ -167,6 +191,7 @@ class WindowPredictor:
         combine: Combine = "mean",
         dtype: torch.dtype | None = None,
         mc_samples: int = 0,
+        channels_last: bool = False,
     ) -> None:
         if not models:
             raise ValueError("WindowPredictor needs at least one model")
@@ -180,6 +205,8 @@ class WindowPredictor:
         self.combine = combine
         self.dtype = dtype
         self.mc_samples = mc_samples
+        self.channels_last = channels_last
+        self._auto_batch: dict[tuple[int, ...], int] = {}
         if mc_samples > 0:
             for i, model in enumerate(self.models):
                 if enable_mc_dropout(model) == 0:
@@ -194,8 +221,28 @@ class WindowPredictor:
         """Forward passes per window: models × variants × max(1, mc_samples)."""
         return len(self.models) * len(self.variants) * max(1, self.mc_samples)
 
+    def batch_size(self, setting: int | str, window: Sequence[int], device: torch.device) -> int:
+        """Windows per forward pass for ``predict.batch_size`` (an int, or ``auto``: see the module doc)."""
+        if setting != "auto":
+            return int(setting)
+        if device.type != "cuda":
+            return CPU_BATCH_SIZE
+        key = tuple(int(w) for w in window)
+        if key not in self._auto_batch:
+            free, _ = torch.cuda.mem_get_info(device)
+
+            def run(n: int) -> None:  # leaves the random state (MC dropout samples) untouched
+                with torch.random.fork_rng(devices=[device]), torch.inference_mode():
+                    self(torch.zeros((n, 1, *key), device=device))
+
+            self._auto_batch[key] = batch_for_memory(free, probe_bytes_per_item(run, device))
+            log.info("predict.batch_size auto: %d windows of %s per forward pass", self._auto_batch[key], key)
+        return self._auto_batch[key]
+
     def _forward(self, model: nn.Module, windows: torch.Tensor) -> torch.Tensor:
         """Sigmoid of the affinity logits (the first ``len(offsets)`` channels; others are dropped)."""
+        if self.channels_last:
+            windows = windows.contiguous(memory_format=torch.channels_last_3d)
         if self.dtype is None:
             logits = model(windows)
         else:

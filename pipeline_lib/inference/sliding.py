@@ -31,10 +31,17 @@ that whole axis.
 importance map (:func:`~monai.data.utils.compute_importance_map`) and in its order, but
 *streams* where MONAI's inferer holds float32 outputs of the whole context: it runs the
 windows in order of their z start, accumulates only the region (the block) and only the rows
-that windows still to come can touch (one window height), and yields each slab of rows as
-soon as it is final. Its memory is the (uint8) context, one window-high slab of accumulators
-and what the caller keeps of the slabs. The tests check it against MONAI's
-``sliding_window_inference``.
+that windows still to come can touch (one window height, or the reach of one batch of
+several z starts), and yields each slab of rows as soon as it is final. Its memory is the
+(uint8) context, one such slab of accumulators and what the caller keeps of the slabs. The
+tests check it against MONAI's ``sliding_window_inference``.
+
+**On the device.** The context is copied to the model's device once; window extraction,
+normalisation, the forward passes (with TTA inverted there, see :mod:`.predictor`),
+weighting, accumulation, normalisation and the storage encoding (uint8) all run there, and
+only the encoded final rows come back to the host (pinned, non-blocking copies on CUDA).
+The CPU runs the very same code with ``device="cpu"``, so the CPU tests exercise the device
+path.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ import torch.nn.functional as F
 from monai.data.utils import compute_importance_map
 from tqdm import tqdm
 
+from pipeline_lib.devices import to_device, to_host
 from pipeline_lib.geometry import Box
 
 Predictor = Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]
@@ -104,20 +112,33 @@ def count_windows(shape: Sequence[int], window: Sequence[int], overlap: float) -
     return n
 
 
+def normalize_windows(windows: torch.Tensor) -> torch.Tensor:
+    """Windows as float32 in [0, 1] on their device, as :func:`~pipeline_lib.io.volumes.normalize_image`
+    computes them (integer types divided by their maximum in float32)."""
+    if windows.dtype.is_floating_point:
+        return windows.float()
+    return windows.float() / float(torch.iinfo(windows.dtype).max)
+
+
 def _pad_like_monai(
-    image: np.ndarray, window: Sequence[int], padding_mode: PaddingMode
-) -> tuple[np.ndarray, list[int]]:
+    image: torch.Tensor, window: Sequence[int], padding_mode: PaddingMode
+) -> tuple[torch.Tensor, list[int]]:
     """``image`` padded as MONAI pads an input shorter than the window (half before), and the pads before."""
     diffs = [max(w - n, 0) for n, w in zip(image.shape, window, strict=True)]
     if not any(diffs):
         return image, [0] * len(diffs)
     flat = [p for d in reversed(diffs) for p in (d // 2, d - d // 2)]  # F.pad lists the last axis first
-    padded = F.pad(torch.from_numpy(np.ascontiguousarray(image))[None, None], flat, mode=padding_mode)
-    return padded[0, 0].numpy(), [d // 2 for d in diffs]
+    return F.pad(image[None, None], flat, mode=padding_mode)[0, 0], [d // 2 for d in diffs]
+
+
+def _z_groups(z_starts: Sequence[int], per_row: int, batch_size: int) -> list[list[int]]:
+    """Consecutive z starts grouped so that a group holds about ``batch_size`` windows (at least one row)."""
+    rows = max(1, batch_size // max(per_row, 1))
+    return [list(z_starts[i : i + rows]) for i in range(0, len(z_starts), rows)]
 
 
 def blend_region(
-    image: np.ndarray,
+    image: np.ndarray | torch.Tensor,
     region: Sequence[slice],
     predictor: Predictor,
     window: Sequence[int],
@@ -126,81 +147,95 @@ def blend_region(
     blend: Literal["gaussian", "constant"] = "gaussian",
     padding_mode: PaddingMode = "reflect",
     device: torch.device | str = "cpu",
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     desc: str = "",
+    encode: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
 ) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
     """MONAI's sliding-window blend over ``image``, restricted to ``region``, streamed in z-slabs.
 
-    ``image`` is a ``(z, y, x)`` array (e.g. a block's uint8 context); ``transform`` maps a
-    stack of its windows to float32 (default: a cast). ``region`` (slices with explicit
-    bounds, inside the image) is the part wanted. Windows are MONAI's windows of the whole
-    image (padded like MONAI where an axis is shorter than the window); those that touch
-    the region run, in MONAI's order, ``batch_size`` at a time within one z start; outputs are
-    weighted by MONAI's importance map and normalised by the summed weights, as
-    :func:`~monai.inferers.sliding_window_inference` does. Yields ``(z0, outputs)`` in
-    increasing ``z0``: rows ``z0 .. z0 + dz`` of the region (relative to its start), each
-    output ``(C_i, dz, *region y–x shape)`` float32 on the CPU; the slabs cover the region once.
-    On the CPU a slab is a view of the accumulators: use or copy it before asking for the next.
+    ``image`` is a ``(z, y, x)`` array (e.g. a block's uint8 context); it is copied to
+    ``device`` once (pinned, non-blocking on CUDA) and everything else happens there:
+    ``transform`` maps a stack of its windows to float32 (default: a cast; see
+    :func:`normalize_windows`), the predictor runs, outputs are weighted and accumulated,
+    normalised, and ``encode`` (e.g. the uint8 storage form) is applied before the final
+    rows are copied to the host. ``region`` (slices with explicit bounds, inside the image)
+    is the part wanted. Windows are MONAI's windows of the whole image (padded like MONAI
+    where an axis is shorter than the window); those that touch the region run in MONAI's
+    order, ``batch_size`` at a time (a batch may span several consecutive z starts when
+    ``batch_size`` exceeds the windows of one z start); outputs are weighted by MONAI's
+    importance map and normalised by the summed weights, as
+    :func:`~monai.inferers.sliding_window_inference` does, accumulating in MONAI's order.
+    Yields ``(z0, outputs)`` in increasing ``z0``: rows ``z0 .. z0 + dz`` of the region
+    (relative to its start), each output ``(C_i, dz, *region y–x shape)`` on the CPU (float32
+    unless ``encode`` says otherwise); the slabs cover the region once. On the CPU without
+    ``encode`` a slab is a view of the accumulators: use or copy it before asking for the next.
     """
-    transform = transform or (lambda a: a.astype(np.float32))
+    device = torch.device(device)
+    transform = transform or (lambda t: t.float())
     region = list(region)
-    if any(n < w for n, w in zip(image.shape, window, strict=True)):
-        image, pads = _pad_like_monai(transform(image), window, padding_mode)
-        transform = lambda a: a  # noqa: E731  (already float32)
-        region = [slice(r.start + p, r.stop + p) for r, p in zip(region, pads, strict=True)]
+    with torch.inference_mode():
+        data = to_device(image, device) if isinstance(image, np.ndarray) else image.to(device)
+        if any(n < w for n, w in zip(data.shape, window, strict=True)):
+            data, pads = _pad_like_monai(transform(data), window, padding_mode)
+            transform = lambda t: t  # noqa: E731  (already float32)
+            region = [slice(r.start + p, r.stop + p) for r, p in zip(region, pads, strict=True)]
     (z0, z1), (y0, y1), (x0, x1) = [(int(r.start), int(r.stop)) for r in region]
     wz, wy, wx = (int(w) for w in window)
-    starts = [window_starts(n, w, overlap) for n, w in zip(image.shape, window, strict=True)]
+    starts = [window_starts(n, w, overlap) for n, w in zip(data.shape, window, strict=True)]
     z_starts = [s for s in starts[0] if s < z1 and s + wz > z0]
     yx = [
         (a, b) for a, b in itertools.product(starts[1], starts[2]) if a < y1 and a + wy > y0 and b < x1 and b + wx > x0
     ]
+    groups = _z_groups(z_starts, len(yx), batch_size)
+    height = max(g[-1] - g[0] for g in groups) + wz  # accumulator rows: one group's reach
     weights = compute_importance_map(tuple(window), mode=blend, sigma_scale=0.125, device=device)
     bar = tqdm(total=len(z_starts) * len(yx), desc=desc, mininterval=2.0, disable=not desc, dynamic_ncols=True)
     acc: list[torch.Tensor] = []
-    total = torch.zeros((1, wz, y1 - y0, x1 - x0), device=device)  # summed weights
+    total = torch.zeros((1, height, y1 - y0, x1 - x0), device=device)  # summed weights
     base = z_starts[0]  # image row of accumulator row 0; rows before it are final and emitted
 
     def emit(stop: int) -> tuple[int, tuple[torch.Tensor, ...]] | None:
-        """Rows ``base .. stop`` are final: their region part, normalised in place, on the CPU."""
+        """Rows ``base .. stop`` are final: their region part, normalised in place, encoded, on the CPU."""
         lo, hi = max(base, z0), min(stop, z1)
         if lo >= hi:
             return None
         rows = slice(lo - base, hi - base)
-        return lo - z0, tuple(a[:, rows].div_(total[:, rows]).cpu() for a in acc)
+        final = tuple(a[:, rows].div_(total[:, rows]) for a in acc)
+        return lo - z0, to_host(encode(final) if encode is not None else final)
 
-    for zs in z_starts:
-        if acc and zs > base:  # rows before this z start are final
+    for group in groups:
+        if acc and group[0] > base:  # rows before this group's first z start are final
             with torch.inference_mode():
-                slab = emit(zs)
+                slab = emit(group[0])
             if slab is not None:
                 yield slab
             with torch.inference_mode():  # drop them, zero the rows that come into reach
-                k = zs - base
+                k = group[0] - base
                 for buffer in [*acc, total]:
-                    for row in range(wz - k):  # ascending: a source row is read before it is overwritten
-                        buffer[:, row] = buffer[:, row + k]
-                    buffer[:, wz - k :] = 0.0
-        base = zs
+                    for row in range(0, height - k, k):  # k rows at a time, ascending: no overlap, no copy
+                        buffer[:, row : min(row + k, height - k)] = buffer[:, row + k : min(row + 2 * k, height)]
+                    buffer[:, max(height - k, 0) :] = 0.0
+        base = group[0]
+        todo = [(zs, a, b) for zs in group for a, b in yx]  # MONAI's order: z, then y, then x
         with torch.inference_mode():
-            for i in range(0, len(yx), batch_size):
-                batch = yx[i : i + batch_size]
-                stack = np.stack([image[zs : zs + wz, a : a + wy, b : b + wx] for a, b in batch])
-                windows = torch.from_numpy(np.ascontiguousarray(transform(stack)))[:, None].to(device)
-                out = predictor(windows)
+            for i in range(0, len(todo), batch_size):
+                batch = todo[i : i + batch_size]
+                windows = transform(torch.stack([data[zs : zs + wz, a : a + wy, b : b + wx] for zs, a, b in batch]))
+                out = predictor(windows[:, None])
                 outputs = out if isinstance(out, tuple) else (out,)
                 if not acc:
                     acc = [torch.zeros((o.shape[1], *total.shape[1:]), device=device) for o in outputs]
-                for j, (a, b) in enumerate(batch):
+                weighted = [o.float() * weights for o in outputs]
+                for j, (zs, a, b) in enumerate(batch):
+                    rz = slice(zs - base, zs - base + wz)
                     dst = (slice(max(a, y0) - y0, min(a + wy, y1) - y0), slice(max(b, x0) - x0, min(b + wx, x1) - x0))
                     src = (slice(max(a, y0) - a, min(a + wy, y1) - a), slice(max(b, x0) - b, min(b + wx, x1) - b))
-                    w = weights[(slice(None), *src)]
-                    total[(slice(None), slice(None), *dst)] += w
-                    for acc_i, o in zip(acc, outputs, strict=True):
-                        acc_i[(slice(None), slice(None), *dst)] += o[(j, slice(None), slice(None), *src)].float() * w
+                    total[(slice(None), rz, *dst)] += weights[(slice(None), *src)]
+                    for acc_i, w_i in zip(acc, weighted, strict=True):
+                        acc_i[(slice(None), rz, *dst)] += w_i[(j, slice(None), slice(None), *src)]
                 bar.update(len(batch))
     bar.close()
     with torch.inference_mode():
-        slab = emit(base + wz)
+        slab = emit(base + height)
     if slab is not None:
         yield slab

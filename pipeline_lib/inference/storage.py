@@ -1,4 +1,5 @@
-"""Block writes of predicted outputs one chunk row at a time (:class:`RowWriter`).
+"""Block writes of predicted outputs one chunk row at a time (:class:`RowWriter`), and their
+encoding on the device (:func:`encode_tensors`).
 
 The encoding of the affinities written is :mod:`pipeline_lib.io.affinities`.
 """
@@ -8,8 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from pipeline_lib.geometry import Box
+
+
+def encode_tensors(outputs: tuple[torch.Tensor, ...], dtype: str) -> tuple[torch.Tensor, ...]:
+    """Storage form of a prediction's outputs on their device: affinities as
+    :func:`~pipeline_lib.io.affinities.encode_affinities` computes them (clip, ``· 255``, round
+    half to even, in float32), any further output (the Monte-Carlo variance) as float16. The
+    float32 affinities are scaled in place (no temporaries)."""
+    affinities, *rest = outputs
+    if dtype == "uint8":
+        affinities = affinities.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    return (affinities.half() if dtype != "uint8" else affinities, *(r.half() for r in rest))
 
 
 class RowWriter:

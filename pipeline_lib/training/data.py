@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,13 +40,14 @@ class PatchSpec:
 
 
 class _Volume:
-    """Lazy handles on one assembled volume's image, labels and optional mask."""
+    """Lazy handles on one assembled volume's image, labels and optional mask (or, after
+    :meth:`load`, the arrays in memory)."""
 
     def __init__(self, store: str | Path, patch_shape: Sequence[int]) -> None:
         self.store = Path(store)
-        self.image = open_array(store, "image")
-        self.labels = open_array(store, "labels")
-        self.mask = open_array(store, "mask") if has_array(store, "mask") else None
+        self.image: Any = open_array(store, "image")
+        self.labels: Any = open_array(store, "labels")
+        self.mask: Any = open_array(store, "mask") if has_array(store, "mask") else None
         if any(p > s for p, s in zip(patch_shape, self.image.shape, strict=True)):
             raise UserError(
                 f"{store}: patch shape {tuple(patch_shape)} is larger than the volume {tuple(self.image.shape)}"
@@ -54,6 +56,17 @@ class _Volume:
     @property
     def n_voxels(self) -> int:
         return int(np.prod(self.image.shape))
+
+    @property
+    def n_bytes(self) -> int:
+        arrays = [a for a in (self.image, self.labels, self.mask) if a is not None]
+        return sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in arrays)
+
+    def load(self) -> _Volume:
+        """Read the arrays into memory once (crops become slices instead of chunk reads)."""
+        self.image, self.labels = np.asarray(self.image[...]), np.asarray(self.labels[...])
+        self.mask = np.asarray(self.mask[...]) if self.mask is not None else None
+        return self
 
     def crop(self, corner: Sequence[int], shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         region = tuple(slice(c, c + s) for c, s in zip(corner, shape, strict=True))
@@ -87,6 +100,16 @@ def make_sample(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, spec: P
     }
 
 
+def raw_sample(image: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> Sample:
+    """Tensors ``image`` float32, ``labels`` int32 and ``mask`` bool, each ``(1, z, y, x)``, without
+    targets (they are computed on the device, :mod:`pipeline_lib.training.batch_augment`)."""
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image[None])),
+        "labels": torch.from_numpy(labels[None].astype(np.int32)),
+        "mask": torch.from_numpy(np.ascontiguousarray(mask[None])),
+    }
+
+
 class RandomPatches(IterableDataset[Sample]):
     """An endless stream of random, augmented patches from several volumes.
 
@@ -96,7 +119,11 @@ class RandomPatches(IterableDataset[Sample]):
     ``(seed, b)``, and with ``n`` DataLoader workers worker ``w`` makes batches ``w, w + n, …``,
     the order in which the DataLoader takes them. So the batches are the same for any number of
     workers, and a resumed run that sets :attr:`start_batch` to the number of batches already
-    trained on continues exactly the stream an uninterrupted run would see.
+    trained on continues exactly the stream an uninterrupted run would see. With ``raw`` the
+    samples are ``{"image", "labels" (int32), "mask" (bool)}`` without targets, for
+    :class:`~pipeline_lib.training.batch_augment.BatchAugment` (pass ``augment`` without the
+    batched augmentations then). Volumes that fit ``sampling.cache_mb`` are read into memory
+    here, before the workers start (forked workers share them).
     """
 
     def __init__(
@@ -108,6 +135,7 @@ class RandomPatches(IterableDataset[Sample]):
         sampling: SamplingSettings,
         volume_weights: Sequence[float] | None = None,
         batch_size: int = 1,
+        raw: bool = False,
     ) -> None:
         if not stores:
             raise UserError("no training volumes: select a dataset with role 'train'")
@@ -118,8 +146,13 @@ class RandomPatches(IterableDataset[Sample]):
         self.sampling = sampling
         self.batch_size = batch_size
         self.start_batch = 0  # the first batch of the stream (a resumed run sets it)
-        # Open once here to fail early on shape errors; workers reopen lazily.
-        sizes = [float(_Volume(s, spec.shape).n_voxels) for s in self.stores]
+        self.raw = raw
+        # Open once here to fail early on shape errors; workers reopen lazily unless the
+        # volumes fit the cache: then they are read now and shared with forked workers.
+        opened = [_Volume(s, spec.shape) for s in self.stores]
+        sizes = [float(v.n_voxels) for v in opened]
+        fits = sum(v.n_bytes for v in opened) <= sampling.cache_mb * 2**20
+        self.cached = [v.load() for v in opened] if fits else None
         if volume_weights is not None:
             if len(volume_weights) != len(self.stores) or min(volume_weights) < 0 or sum(volume_weights) <= 0:
                 raise UserError(
@@ -133,14 +166,14 @@ class RandomPatches(IterableDataset[Sample]):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         pipeline = build_augment(self.augment, self.spec.shape)
-        volumes = [_Volume(s, self.spec.shape) for s in self.stores]
+        volumes = self.cached or [_Volume(s, self.spec.shape) for s in self.stores]
         for batch in itertools.count(self.start_batch + worker, workers):
             rng = np.random.default_rng([self.seed, batch])
             pipeline.set_random_state(seed=int(rng.integers(2**31)))
             for _ in range(self.batch_size):
                 image, labels, mask = self._draw(rng, volumes)
                 image, labels, mask = augment_patch(pipeline, image, renumber(labels), mask)
-                yield make_sample(image, labels, mask, self.spec)
+                yield raw_sample(image, labels, mask) if self.raw else make_sample(image, labels, mask, self.spec)
 
     def _draw(self, rng: np.random.Generator, volumes: list[_Volume]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A crop with enough foreground, or the last of ``max_attempts`` tries."""

@@ -42,10 +42,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from pipeline_lib.config import ModelSettings
+from pipeline_lib.devices import auto_workers, configure_float32_math
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.io.volumes import atomic_file
 from pipeline_lib.provenance import plain_data
 from pipeline_lib.threads import limit_threads, limit_worker_threads
+from pipeline_lib.training.batch_augment import BatchAugment, BatchAugmentCallback, batched_augmentation, worker_augment
 from pipeline_lib.training.callbacks import ResumeState, StopAtMaxSteps, merge_metrics, resume_step
 from pipeline_lib.training.data import FixedPatches, PatchSpec, RandomPatches
 from pipeline_lib.training.module import AffinityModule, TrainingDiverged
@@ -149,21 +151,30 @@ def train_model(
     check_validation(settings, val_paths)
     run_dir = out_dir / "checkpoints" / settings_hash(settings, train_paths, val_paths)
     run_dir.mkdir(parents=True, exist_ok=True)
-    limit_threads(main_threads(threads, settings.num_workers))
+    workers = auto_workers(torch.cuda.is_available()) if settings.num_workers == "auto" else settings.num_workers
+    limit_threads(main_threads(threads, workers))
+    configure_float32_math()
     L.seed_everything(settings.seed, workers=True, verbose=False)
 
     spec = patch_spec(settings)
+    batched = batched_augmentation(settings)  # then the workers only crop; see training/batch_augment.py
+    augment = worker_augment(settings.augment) if batched else settings.augment
     patches = RandomPatches(
-        train_paths, spec, settings.seed, settings.augment, settings.sampling, batch_size=settings.batch_size
+        train_paths, spec, settings.seed, augment, settings.sampling, batch_size=settings.batch_size, raw=batched
     )
     train_loader = DataLoader(
         patches,
         batch_size=settings.batch_size,
-        num_workers=settings.num_workers,
-        persistent_workers=settings.num_workers > 0,
+        num_workers=workers,
+        persistent_workers=workers > 0,
         worker_init_fn=limit_worker_threads,
         generator=torch.Generator().manual_seed(settings.seed),  # leaves the global generator alone
+        pin_memory=torch.cuda.is_available(),
     )
+    if batched:
+        kinds = [t.type for t in settings.targets]
+        augmenter = BatchAugment(settings.augment, kinds, settings.offsets, settings.seed)
+        callbacks = [BatchAugmentCallback(augmenter), *callbacks]
     val_loader = None
     if val_paths:
         val_patches = FixedPatches(val_paths, spec, settings.val_batches * settings.batch_size, settings.seed + 1)

@@ -26,6 +26,26 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where predict_blocks runs by default
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def exact_float32(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Full float32 on CUDA (no TF32 in convolutions or matrix products), so that two runs on the
+    same card that differ only in batch composition agree to float noise (TF32 alone moves
+    outputs by ~1e-3, more than the float16 storage tolerance of the equality tests)."""
+    import pipeline_lib.devices
+
+    monkeypatch.setattr(pipeline_lib.devices, "FLOAT32_MATMUL_PRECISION", "highest")
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.set_float32_matmul_precision(before[0])
+    torch.backends.cudnn.allow_tf32 = before[1]
+
+
 SHORT = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
 LONG = SHORT + [[-3, 0, 0], [0, -3, 0], [0, 0, -3], [0, -9, 0], [0, 0, -9]]
 

@@ -28,7 +28,7 @@ from pipeline_lib.inference.predict import (
 from pipeline_lib.inference.predictor import autocast_dtype, load_model
 from pipeline_lib.io.affinities import as_float
 from pipeline_lib.io.volumes import normalize_image, open_array, partial_path, store_attrs
-from tests.inference.conftest import save_checkpoint, settings, write_volume
+from tests.inference.conftest import DEVICE, save_checkpoint, settings, write_volume
 
 SHAPE = (28, 50, 60)  # not a multiple of the block shape along any axis
 MODEL = {
@@ -60,15 +60,17 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def whole_volume_reference(case: dict[str, Path], window: tuple[int, ...], overlap: float) -> np.ndarray:
-    """MONAI's sliding window over the whole volume in memory (sigmoid of the logits, blended)."""
-    module = load_model(case["ckpt"])
-    image = normalize_image(open_array(case["volume"], "image")[...])
+    """MONAI's sliding window over the whole volume in memory (sigmoid of the logits, blended),
+    on the device ``predict_volume`` uses by default (a CUDA and a CPU run of one net differ
+    by more than float noise, so references are computed on the device under test)."""
+    module = load_model(case["ckpt"], DEVICE)
+    image = torch.from_numpy(normalize_image(open_array(case["volume"], "image")[...])).to(DEVICE)
     with torch.inference_mode():
         out = sliding_window_inference(
-            torch.from_numpy(image)[None, None], window, 4, lambda x: torch.sigmoid(module(x)), overlap, mode="gaussian"
+            image[None, None], window, 4, lambda x: torch.sigmoid(module(x)), overlap, mode="gaussian"
         )
     assert isinstance(out, torch.Tensor)
-    return out[0].numpy()
+    return out[0].cpu().numpy()
 
 
 def test_blockwise_equals_whole_volume(case: dict[str, Path]) -> None:
@@ -91,12 +93,12 @@ def test_blockwise_in_memory_blocks_match_to_float_noise(case: dict[str, Path]) 
     reference = whole_volume_reference(case, model.patch_shape, predict.overlap)
     image = open_array(case["volume"], "image")
     grid = prediction_grid(SHAPE, predict)
-    predictor = make_predictor(case["ckpt"], model, predict, torch.device("cpu"))
+    predictor = make_predictor(case["ckpt"], model, predict, DEVICE)
     for block_id in [0, len(grid) // 2, len(grid) - 1]:
         block = grid.block(block_id)
         ctx = window_context(block, SHAPE, model.patch_shape, predict.overlap)
         context_image = np.asarray(image[ctx.slices])
-        aff, _ = _predict_image(predictor, context_image, model.patch_shape, predict, torch.device("cpu"))
+        aff, _ = _predict_image(predictor, context_image, model.patch_shape, predict, DEVICE)
         got = aff[(slice(None), *block.relative_to(ctx))]
         np.testing.assert_allclose(got, reference[(slice(None), *block.slices)], atol=1e-5, rtol=0)
 
@@ -174,7 +176,7 @@ def test_blockwise_tta_equals_whole_volume_tta(case: dict[str, Path]) -> None:
     out = case["root"] / "tta.zarr"
     predict_volume(case["volume"], case["ckpt"], out, model, predict)
     image = open_array(case["volume"], "image")[...]
-    whole = predict_array(make_predictor(case["ckpt"], model, predict, torch.device("cpu")), image, model, predict)
+    whole = predict_array(make_predictor(case["ckpt"], model, predict, DEVICE), image, model, predict)
     np.testing.assert_allclose(as_float(open_array(out, AFFINITIES)[...]), whole, atol=2.5e-4, rtol=0)
     plain = whole_volume_reference(case, model.patch_shape, predict.overlap)
     assert np.abs(whole - plain).max() > 1e-3  # TTA did change a (non-equivariant) model's output

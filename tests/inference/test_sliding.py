@@ -87,8 +87,13 @@ def test_small_volume_is_padded_like_monai() -> None:
         ((6, 20, 9), (8, 8, 8), 0.5, (slice(1, 6), slice(0, 20), slice(2, 9))),  # padded like MONAI
     ],
 )
+@pytest.mark.parametrize("batch_size", [2, 64])  # 64: batches span several z starts
 def test_blend_region_streams_monai_blend(
-    shape: tuple[int, int, int], window: tuple[int, int, int], overlap: float, region: tuple[slice, ...]
+    shape: tuple[int, int, int],
+    window: tuple[int, int, int],
+    overlap: float,
+    region: tuple[slice, ...],
+    batch_size: int,
 ) -> None:
     """Slabs in z order cover the region once and equal MONAI's whole-image blend there (tuple outputs too)."""
     torch.manual_seed(0)
@@ -106,7 +111,7 @@ def test_blend_region_streams_monai_blend(
     got = [np.full((o.shape[1], *[r.stop - r.start for r in region]), np.nan, np.float32) for o in whole]
     rows = 0
     slabs = blend_region(
-        image, region, two, window, overlap, 2, "gaussian", "reflect", transform=lambda a: a.astype(np.float32) / 255
+        image, region, two, window, overlap, batch_size, "gaussian", "reflect", transform=lambda t: t.float() / 255
     )
     for z0, outputs in slabs:
         assert z0 == rows and all(o.dtype == torch.float32 for o in outputs)
