@@ -349,14 +349,14 @@ def test_training_uses_the_threads_it_was_given_in_the_process_and_every_worker(
 
     for name in THREAD_VARIABLES:
         monkeypatch.setenv(name, "8")  # what a job of 8 threads inherits (restored after the test)
-    real_make_sample = data.make_sample
+    real_raw_sample = data.raw_sample  # what workers make when augmentation is batched on the device
 
-    def recording_make_sample(*args, **kwargs):
+    def recording_raw_sample(*args, **kwargs):
         record = {name: os.environ[name] for name in THREAD_VARIABLES} | {"torch": torch.get_num_threads()}
         (tmp_path / f"worker-{os.getpid()}.json").write_text(json.dumps(record))
-        return real_make_sample(*args, **kwargs)
+        return real_raw_sample(*args, **kwargs)
 
-    monkeypatch.setattr(data, "make_sample", recording_make_sample)
+    monkeypatch.setattr(data, "raw_sample", recording_raw_sample)
 
     class RecordThreads(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
