@@ -84,7 +84,7 @@ def available_cpus() -> int:
 
 
 def auto_workers(cuda: bool, cpus: int | None = None, devices: int = 1) -> int:
-    """Loader workers of ``num_workers: auto``.
+    """Loader workers of ``num_workers: auto`` for a job of ``cpus`` CPUs (its threads) and ``devices`` GPUs.
 
     Without CUDA the model trains on the same cores the workers would use, so patches are
     made in the training process (0 workers). With CUDA: the CPUs per device less one for the

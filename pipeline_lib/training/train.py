@@ -42,7 +42,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from pipeline_lib.config import ModelSettings
-from pipeline_lib.devices import auto_workers, configure_float32_math
+from pipeline_lib.devices import auto_workers, available_cpus, configure_float32_math
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.io.volumes import atomic_file
 from pipeline_lib.provenance import plain_data
@@ -151,7 +151,10 @@ def train_model(
     check_validation(settings, val_paths)
     run_dir = out_dir / "checkpoints" / settings_hash(settings, train_paths, val_paths)
     run_dir.mkdir(parents=True, exist_ok=True)
-    workers = auto_workers(torch.cuda.is_available()) if settings.num_workers == "auto" else settings.num_workers
+    workers = settings.num_workers
+    if workers == "auto":  # the job's CPUs (its threads) shared among the GPUs' loaders
+        cpus = min(threads, available_cpus())
+        workers = auto_workers(torch.cuda.is_available(), cpus, max(torch.cuda.device_count(), 1))
     limit_threads(main_threads(threads, workers))
     configure_float32_math()
     L.seed_everything(settings.seed, workers=True, verbose=False)
