@@ -32,3 +32,29 @@ def test_limit_threads_sets_the_environment_and_torch(monkeypatch, torch_one_thr
     assert all(os.environ[name] == "2" for name in THREAD_VARIABLES)
     assert os.environ["OMP_WAIT_POLICY"] == "7"  # the user's choice stays
     assert torch.get_num_threads() == 2
+
+
+def test_limit_threads_before_torch_is_loaded_sets_only_the_environment(monkeypatch):
+    import os
+    import sys
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.setenv(name, "7")
+    monkeypatch.delitem(sys.modules, "torch")  # as in a job that has not imported torch yet
+    before = torch.get_num_threads()
+    limit_threads(3)
+    assert all(os.environ[name] == "3" for name in THREAD_VARIABLES)
+    assert torch.get_num_threads() == before
+
+
+def test_a_loader_worker_computes_on_one_thread(monkeypatch, torch_one_thread):
+    import os
+
+    from pipeline_lib.threads import limit_worker_threads
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.setenv(name, "7")
+    torch.set_num_threads(2)
+    limit_worker_threads(0)
+    assert all(os.environ[name] == "1" for name in THREAD_VARIABLES)
+    assert torch.get_num_threads() == 1

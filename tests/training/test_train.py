@@ -370,3 +370,20 @@ def test_training_uses_the_threads_it_was_given_in_the_process_and_every_worker(
     assert len(workers) == 2
     for worker in workers:
         assert worker == {**dict.fromkeys(THREAD_VARIABLES, "1"), "torch": 1}
+
+
+def test_sigterm_during_fit_raises_training_interrupted_naming_the_resume_state(stores, tmp_path):
+    """The in-process view of the test above: Lightning's SIGTERMException becomes an error."""
+    import os
+    import signal
+
+    from pipeline_lib.training.train import TrainingInterrupted
+
+    class Terminate(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler only flags it
+
+    settings = model_settings(max_steps=50, resume_every_n_steps=2)
+    with pytest.raises(TrainingInterrupted, match=r"SIGTERM at step 3 of 50; rerunning resumes from .*last\.ckpt"):
+        train_model(settings, [stores[0]], [], tmp_path, callbacks=[Terminate()])
