@@ -143,11 +143,8 @@ def run_on_meta(model: ModelSettings) -> None:
 
     from pipeline_lib.models import create_network
 
-    targets = [{"type": t.type} for t in model.targets]
     with torch.device("meta"):
-        net = create_network(
-            model.architecture, model.architecture_params, model.offsets, targets, model.deep_supervision.enabled
-        )
+        net = create_network(model.network)
         patch = torch.empty((1, 1, *model.patch_shape))
         try:
             net.eval()(patch)

@@ -53,6 +53,19 @@ class DeepSupervisionSettings:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    """What a model's network is built from. A training checkpoint's saved hyperparameters
+    hold these keys as plain data, so ``build(NetworkSettings, hyperparameters)``
+    (:func:`pipeline_lib.config.build`) rebuilds them for inference."""
+
+    architecture: str
+    architecture_params: dict[str, Any]
+    offsets: tuple[Offset, ...]
+    targets: tuple[TargetSettings, ...]
+    deep_supervision: DeepSupervisionSettings
+
+
+@dataclass(frozen=True)
 class SamplingSettings:
     min_foreground: float
     max_attempts: int
@@ -162,6 +175,13 @@ class ModelSettings:
     deep_supervision: DeepSupervisionSettings
     sampling: SamplingSettings
     augment: AugmentSettings
+
+    @property
+    def network(self) -> NetworkSettings:
+        """What the model's network is built from (saved with its trained weights)."""
+        return NetworkSettings(
+            self.architecture, self.architecture_params, self.offsets, self.targets, self.deep_supervision
+        )
 
     def __post_init__(self) -> None:
         from pipeline_lib.errors import ConfigError

@@ -38,6 +38,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from pipeline_lib.config import build
+from pipeline_lib.config.settings import NetworkSettings
 from pipeline_lib.devices import CPU_BATCH_SIZE, batch_for_memory, probe_bytes_per_item
 from pipeline_lib.errors import ConfigError, DataError
 from pipeline_lib.inference.tta import Combiner, invert
@@ -79,14 +81,9 @@ class TrainedNetwork(nn.Module):
     def __init__(self, hparams: dict[str, Any]) -> None:
         super().__init__()
         self.hparams = hparams
-        self.offsets = [tuple(int(v) for v in o) for o in hparams["offsets"]]
-        self.net = create_network(
-            hparams["architecture"],
-            hparams["architecture_params"],
-            self.offsets,
-            hparams["targets"],
-            bool(hparams["deep_supervision"]["enabled"]),
-        )
+        self.network = build(NetworkSettings, hparams)
+        self.offsets = [tuple(int(v) for v in o) for o in self.network.offsets]
+        self.net = create_network(self.network)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         out = self.net(image)

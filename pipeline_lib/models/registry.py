@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
+from pipeline_lib.config.settings import NetworkSettings
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.targets import target_channels
 
@@ -64,19 +65,20 @@ def create_model(
         raise ConfigError(f"architecture '{name}': bad architecture_params {params}: {e}") from None
 
 
-def create_network(
-    architecture: str,
-    architecture_params: dict[str, Any],
-    offsets: Sequence[Sequence[int]],
-    targets: Sequence[Mapping[str, Any]],
-    deep_supervision: bool,
-) -> nn.Module:
+def create_network(network: NetworkSettings) -> nn.Module:
     """The network of a model entry: one input channel, one output channel per target channel
-    (every affinity offset for ``affinity``, one for other targets), in target order.
+    (every affinity offset for ``affinity``, one for other targets), in target order, with
+    deep-supervision outputs when ``network.deep_supervision.enabled``.
 
     Training (:class:`~pipeline_lib.training.module.AffinityModule`) and inference
     (:func:`~pipeline_lib.inference.predictor.load_model`) both build it here, so a
     checkpoint's weights always fit.
     """
-    channels = sum(target_channels(t["type"], offsets) for t in targets)
-    return create_model(architecture, 1, channels, dict(architecture_params), deep_supervision)
+    channels = sum(target_channels(t.type, network.offsets) for t in network.targets)
+    return create_model(
+        network.architecture,
+        1,
+        channels,
+        dict(network.architecture_params),
+        network.deep_supervision.enabled,
+    )

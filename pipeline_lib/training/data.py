@@ -6,6 +6,9 @@ until one has at least ``min_foreground`` labelled voxels, else the last one is 
 labels renumbered to small consecutive ids, augmented (labels with the image, before targets
 are computed, so no new ids can appear; see :mod:`pipeline_lib.training.augment`), then
 turned into the stacked targets and their loss weights.
+
+:class:`PatchDataModule` is the Lightning side: the training stream and the fixed validation
+patches of one model, and their DataLoaders.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from pipeline_lib.config.settings import AugmentSettings, SamplingSettings
+from pipeline_lib.config.settings import AugmentSettings, ModelSettings, SamplingSettings
 from pipeline_lib.errors import UserError
 from pipeline_lib.io.volumes import has_array, normalize_image, open_array
 from pipeline_lib.targets import compute_targets
+from pipeline_lib.threads import limit_worker_threads
 from pipeline_lib.training.augment import augment_patch, build_augment
 
 Sample = dict[str, torch.Tensor]
@@ -205,3 +210,73 @@ class FixedPatches(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         volume, corner = self.items[index]
         return make_sample(*volume.crop(corner, self.spec.shape), self.spec)
+
+
+class PatchDataModule(L.LightningDataModule):
+    """The patch datasets of one model: :class:`RandomPatches` from ``train_stores`` (seed
+    ``settings.seed``, augmented with ``augment``; ``raw`` samples for batch augmentation) and,
+    when there are ``val_stores``, ``val_batches`` batches of :class:`FixedPatches` (seed
+    ``settings.seed + 1``).
+
+    :meth:`setup` builds them once (a later call keeps them); :meth:`start_at` makes the
+    training stream start at a later batch (a resumed run). The training loader runs
+    ``workers`` worker processes on one thread each, and its shuffling generator is its own,
+    seeded with ``settings.seed``, so the global random state is left alone.
+    """
+
+    def __init__(
+        self,
+        train_stores: Sequence[str | Path],
+        val_stores: Sequence[str | Path],
+        spec: PatchSpec,
+        settings: ModelSettings,
+        augment: AugmentSettings,
+        workers: int,
+        raw: bool = False,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.train_stores, self.val_stores = list(train_stores), list(val_stores)
+        self.spec, self.settings, self.augment = spec, settings, augment
+        self.workers, self.raw, self.pin_memory = workers, raw, pin_memory
+        self.start_batch = 0
+        self.train: RandomPatches | None = None
+        self.val: FixedPatches | None = None
+
+    def start_at(self, batch: int) -> None:
+        """Start the training stream at ``batch`` (a resumed run: the batches already trained on)."""
+        self.start_batch = batch
+        if self.train is not None:
+            self.train.start_batch = batch
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.val_stores)
+
+    def setup(self, stage: str) -> None:
+        s = self.settings
+        if self.train is None:
+            self.train = RandomPatches(
+                self.train_stores, self.spec, s.seed, self.augment, s.sampling, batch_size=s.batch_size, raw=self.raw
+            )
+            self.train.start_batch = self.start_batch
+        if self.val is None and self.has_validation:
+            self.val = FixedPatches(self.val_stores, self.spec, s.val_batches * s.batch_size, s.seed + 1)
+
+    def train_dataloader(self) -> DataLoader[Sample]:
+        assert self.train is not None, "setup() first"
+        return DataLoader(
+            self.train,
+            batch_size=self.settings.batch_size,
+            num_workers=self.workers,
+            persistent_workers=self.workers > 0,
+            worker_init_fn=limit_worker_threads,
+            generator=torch.Generator().manual_seed(self.settings.seed),  # leaves the global generator alone
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self) -> DataLoader[Sample] | list[DataLoader[Sample]]:
+        """The validation patches; none (an empty list: Lightning skips validation) without val data."""
+        if self.val is None:
+            return []
+        return DataLoader(self.val, batch_size=self.settings.batch_size)

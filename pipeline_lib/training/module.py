@@ -7,6 +7,11 @@ Output contract (inference relies on it): in eval mode ``module(image)`` with im
 ``(b, 1, z, y, x)`` returns the final logits ``(b, C, z, y, x)``; channels
 ``0 .. len(offsets) - 1`` are the affinities in ``offsets`` order, followed by the other
 targets' channels in the configured order (see :attr:`AffinityModule.channel_names`).
+
+Hyperparameters are saved as plain data (the keyword arguments, so a checkpoint loads with
+``torch.load(weights_only=True)``); the module works with the typed settings rebuilt from
+them (:class:`~pipeline_lib.config.settings.NetworkSettings`, ``OptimizerSettings``,
+``ScheduleSettings``), as inference does (:mod:`pipeline_lib.inference.predictor`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from pipeline_lib.config import build
+from pipeline_lib.config.settings import NetworkSettings, OptimizerSettings, ScheduleSettings, TargetSettings
 from pipeline_lib.models import create_network
 from pipeline_lib.targets import target_channels
 from pipeline_lib.training.losses import LossTerm, TargetHead, deep_supervision_loss, multitask_loss
@@ -38,35 +45,34 @@ class TrainingDiverged(RuntimeError):
 
 
 def build_heads(
-    targets: Sequence[Mapping[str, Any]], offsets: Sequence[Sequence[int]], boundary_weight: float
+    targets: Sequence[TargetSettings], offsets: Sequence[Sequence[int]], boundary_weight: float
 ) -> list[TargetHead]:
     """Channel blocks in target order; ``boundary_weight`` weighs target-0 voxels of every 'bce' term."""
     heads, start = [], 0
     for target in targets:
-        stop = start + target_channels(target["type"], offsets)
+        stop = start + target_channels(target.type, offsets)
         terms = tuple(
-            LossTerm(loss["name"], float(loss["weight"]), float(loss["pos_weight"]), float(boundary_weight))
-            for loss in target["losses"]
+            LossTerm(loss.name, loss.weight, loss.pos_weight, float(boundary_weight)) for loss in target.losses
         )
-        heads.append(TargetHead(target["type"], start, stop, float(target["weight"]), terms))
+        heads.append(TargetHead(target.type, start, stop, target.weight, terms))
         start = stop
     return heads
 
 
-def lr_factor(schedule: Mapping[str, Any], max_steps: int) -> Callable[[int], float]:
+def lr_factor(schedule: ScheduleSettings, max_steps: int) -> Callable[[int], float]:
     """The learning-rate multiplier per optimizer step of the constant, cosine and step schedules."""
-    warmup, name = int(schedule["warmup_steps"]), schedule["name"]
+    warmup = schedule.warmup_steps
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         after = step - warmup
-        if name == "cosine":
+        if schedule.name == "cosine":
             span = max(max_steps - warmup, 1)
-            low = float(schedule["min_lr_ratio"])
+            low = schedule.min_lr_ratio
             return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * min(after / span, 1.0)))
-        if name == "step":
-            return float(schedule["gamma"]) ** (after // int(schedule["step_size"]))
+        if schedule.name == "step":
+            return schedule.gamma ** (after // schedule.step_size)
         return 1.0
 
     return factor
@@ -91,18 +97,21 @@ class AffinityModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.offsets = [tuple(int(v) for v in o) for o in offsets]
-        self.heads = build_heads(targets, self.offsets, boundary_weight)
+        self.network = build(NetworkSettings, self.hparams)
+        self.optimizer_settings = build(OptimizerSettings, optimizer)
+        self.schedule = build(ScheduleSettings, lr_schedule)
+        self.learning_rate, self.max_steps, self.val_every_n_steps = float(learning_rate), max_steps, val_every_n_steps
+        self.offsets = [tuple(int(v) for v in o) for o in self.network.offsets]
+        self.heads = build_heads(self.network.targets, self.offsets, boundary_weight)
         self.channel_names: list[str] = []
         for head in self.heads:
             if head.name == "affinity":
                 self.channel_names += [f"affinity{list(o)}" for o in self.offsets]
             else:
                 self.channel_names.append(head.name)
-        self.ds_enabled = bool(deep_supervision["enabled"])
-        self.ds_weights = [float(w) for w in deep_supervision["weights"]]
-        self.ds_clamp = float(deep_supervision["logit_clamp"])
-        self.net = create_network(architecture, architecture_params, self.offsets, targets, self.ds_enabled)
+        ds = self.network.deep_supervision
+        self.ds_enabled, self.ds_weights, self.ds_clamp = ds.enabled, list(ds.weights), ds.logit_clamp
+        self.net = create_network(self.network)
         self.last_terms: dict[str, float] = {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -145,27 +154,26 @@ class AffinityModule(L.LightningModule):
             raise TrainingDiverged(self.global_step, "gradient", self.last_terms)
 
     def configure_optimizers(self) -> Any:  # Lightning's OptimizerLRSchedulerConfig dict
-        hp = self.hparams
-        opt, lr, decay = hp["optimizer"], hp["learning_rate"], hp["optimizer"]["weight_decay"]
+        opt, lr, decay = self.optimizer_settings, self.learning_rate, self.optimizer_settings.weight_decay
         optimizer: torch.optim.Optimizer
-        if opt["name"] == "adamw":
+        if opt.name == "adamw":
             optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=decay)
-        elif opt["name"] == "sgd":
-            optimizer = torch.optim.SGD(self.parameters(), lr=lr, momentum=opt["momentum"], weight_decay=decay)
+        elif opt.name == "sgd":
+            optimizer = torch.optim.SGD(self.parameters(), lr=lr, momentum=opt.momentum, weight_decay=decay)
         else:
             optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=decay)
-        schedule = hp["lr_schedule"]
-        if schedule["name"] == "plateau":
+        schedule = self.schedule
+        if schedule.name == "plateau":
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", factor=schedule["gamma"], patience=schedule["patience"]
+                optimizer, mode="min", factor=schedule.gamma, patience=schedule.patience
             )
             config = {
                 "scheduler": plateau,
                 "interval": "step",
-                "frequency": hp["val_every_n_steps"],
+                "frequency": self.val_every_n_steps,
                 "monitor": "val/loss",
                 "strict": False,
             }
             return {"optimizer": optimizer, "lr_scheduler": config}
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule, hp["max_steps"]))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule, self.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

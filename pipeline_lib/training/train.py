@@ -39,17 +39,16 @@ from lightning.fabric.plugins.environments import ClusterEnvironment, LightningE
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from torch.utils.data import DataLoader
 
 from pipeline_lib.config import ModelSettings
 from pipeline_lib.devices import auto_workers, available_cpus, configure_float32_math
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.io.volumes import atomic_file
 from pipeline_lib.provenance import plain_data
-from pipeline_lib.threads import limit_threads, limit_worker_threads
+from pipeline_lib.threads import limit_threads
 from pipeline_lib.training.batch_augment import BatchAugment, BatchAugmentCallback, batched_augmentation, worker_augment
 from pipeline_lib.training.callbacks import ResumeState, StopAtMaxSteps, merge_metrics, resume_step
-from pipeline_lib.training.data import FixedPatches, PatchSpec, RandomPatches
+from pipeline_lib.training.data import PatchDataModule, PatchSpec
 from pipeline_lib.training.module import AffinityModule, TrainingDiverged
 from pipeline_lib.training.plots import plot_losses
 
@@ -162,33 +161,21 @@ def train_model(
     spec = patch_spec(settings)
     batched = batched_augmentation(settings)  # then the workers only crop; see training/batch_augment.py
     augment = worker_augment(settings.augment) if batched else settings.augment
-    patches = RandomPatches(
-        train_paths, spec, settings.seed, augment, settings.sampling, batch_size=settings.batch_size, raw=batched
+    data = PatchDataModule(
+        train_paths, val_paths, spec, settings, augment, workers, raw=batched, pin_memory=torch.cuda.is_available()
     )
-    train_loader = DataLoader(
-        patches,
-        batch_size=settings.batch_size,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        worker_init_fn=limit_worker_threads,
-        generator=torch.Generator().manual_seed(settings.seed),  # leaves the global generator alone
-        pin_memory=torch.cuda.is_available(),
-    )
+    data.setup("fit")  # bad volumes fail here, before the trainer starts
     if batched:
         kinds = [t.type for t in settings.targets]
         augmenter = BatchAugment(settings.augment, kinds, settings.offsets, settings.seed)
         callbacks = [BatchAugmentCallback(augmenter), *callbacks]
-    val_loader = None
-    if val_paths:
-        val_patches = FixedPatches(val_paths, spec, settings.val_batches * settings.batch_size, settings.seed + 1)
-        val_loader = DataLoader(val_patches, batch_size=settings.batch_size)
-    else:
+    if not data.has_validation:
         log.info("no dataset with role 'val': training without validation; best.ckpt is the final checkpoint")
 
     last = run_dir / "last.ckpt"
     best_checkpoint = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/loss", save_top_k=1)
-    resume_state = ResumeState(last, settings.resume_every_n_steps, val_loader is not None, settings.val_every_n_steps)
-    saving = [best_checkpoint, resume_state] if val_loader is not None else [resume_state]
+    resume_state = ResumeState(last, settings.resume_every_n_steps, data.has_validation, settings.val_every_n_steps)
+    saving = [best_checkpoint, resume_state] if data.has_validation else [resume_state]
     trainer = L.Trainer(
         max_steps=settings.max_steps,
         max_time=datetime.timedelta(minutes=settings.max_minutes) if settings.max_minutes else None,
@@ -202,7 +189,7 @@ def train_model(
         plugins=list(cluster_environment()),  # type: ignore[arg-type]
         gradient_clip_val=settings.gradient_clip or None,
         logger=CSVLogger(run_dir, name="logs"),
-        val_check_interval=settings.val_every_n_steps if val_loader is not None else None,
+        val_check_interval=settings.val_every_n_steps if data.has_validation else None,
         check_val_every_n_epoch=None,
         limit_val_batches=settings.val_batches,
         log_every_n_steps=10,
@@ -212,12 +199,13 @@ def train_model(
     )
     resume = last if last.exists() else None
     if resume is not None:
-        patches.start_batch = resume_step(resume)
-        log.info("resuming from %s (step %d)", resume, patches.start_batch)
+        data.start_at(resume_step(resume))
+        log.info("resuming from %s (step %d)", resume, data.start_batch)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")  # no val data
         try:
-            trainer.fit(build_module(settings), train_loader, val_loader, ckpt_path=resume)
+            trainer.fit(build_module(settings), datamodule=data, ckpt_path=resume)
         except TrainingDiverged as e:
             good = last if last.exists() else None
             raise TrainingDiverged(e.step, e.what, e.terms).with_message(
@@ -231,7 +219,7 @@ def train_model(
                 f"rerunning resumes from {last if last.exists() else 'the start'}"
             ) from None
 
-    best = Path(best_checkpoint.best_model_path) if val_loader is not None and best_checkpoint.best_model_path else last
+    best = Path(best_checkpoint.best_model_path) if data.has_validation and best_checkpoint.best_model_path else last
     with atomic_file(out_dir / "best.ckpt") as tmp:
         shutil.copyfile(best, tmp)
     table = merge_metrics(run_dir / "logs", out_dir / "metrics.csv")

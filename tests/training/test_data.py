@@ -94,3 +94,37 @@ def test_patch_stream_is_the_same_for_any_number_of_workers_and_resumes_at_any_b
         assert got.equal(expected)
     for got, expected in zip(_stream(stores[0], 0, 3, 3), serial[3:], strict=True):
         assert got.equal(expected)
+
+
+def test_data_module_serves_the_stream_and_fixed_validation_patches(stores):
+    """PatchDataModule: its training loader gives RandomPatches' batches (from a resumed batch on
+    too), its validation loader ``val_batches`` batches of FixedPatches with seed + 1."""
+    from pipeline_lib.training.data import PatchDataModule
+
+    settings = model_settings(batch_size=2, val_batches=3, seed=7, augment={"flip": {"p": 0.5}})
+    spec = PatchSpec((8, 16, 16), OFFSETS)
+    data = PatchDataModule([stores[0]], [stores[1]], spec, settings, settings.augment, workers=0)
+    data.start_at(2)
+    data.setup("fit")
+    data.setup("fit")  # a second call keeps the datasets
+    reference = RandomPatches([stores[0]], spec, 7, settings.augment, settings.sampling, batch_size=2)
+    reference.start_batch = 2
+    expected = iter(reference)
+    batch = next(iter(data.train_dataloader()))
+    for i in range(2):
+        assert batch["image"][i].equal(next(expected)["image"])
+    val = list(data.val_dataloader())
+    fixed = FixedPatches([stores[1]], spec, 6, seed=8)
+    assert [len(b["image"]) for b in val] == [2, 2, 2]
+    assert val[2]["image"][1].equal(fixed[5]["image"])
+
+
+def test_data_module_without_validation_data(stores):
+    from pipeline_lib.training.data import PatchDataModule
+
+    settings = model_settings()
+    data = PatchDataModule([stores[0]], [], PatchSpec((8, 16, 16), OFFSETS), settings, settings.augment, 0)
+    data.setup("fit")
+    assert not data.has_validation and data.val is None and data.val_dataloader() == []
+    with pytest.raises(UserError, match="no training volumes"):
+        PatchDataModule([], [stores[1]], PatchSpec((8, 16, 16), OFFSETS), settings, settings.augment, 0).setup("fit")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from pipeline_lib.config.settings import ScheduleSettings
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.training.module import TrainingDiverged, lr_factor
 from pipeline_lib.training.train import train_model
@@ -54,10 +55,12 @@ class PoisonWeights(L.Callback):
 
 
 def test_lr_factor_warmup_cosine_step():
-    cos = lr_factor({"name": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.1, "step_size": 1, "gamma": 0.5}, 12)
+    cos = lr_factor(
+        ScheduleSettings("cosine", warmup_steps=2, min_lr_ratio=0.1, step_size=1, gamma=0.5, patience=0), 12
+    )
     assert [cos(0), cos(1), cos(2)] == pytest.approx([0.5, 1.0, 1.0])
     assert cos(7) == pytest.approx(0.55) and cos(12) == pytest.approx(0.1)
-    step = lr_factor({"name": "step", "warmup_steps": 0, "min_lr_ratio": 0, "step_size": 3, "gamma": 0.5}, 12)
+    step = lr_factor(ScheduleSettings("step", warmup_steps=0, min_lr_ratio=0, step_size=3, gamma=0.5, patience=0), 12)
     assert [step(i) for i in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
 
 
@@ -71,7 +74,7 @@ def test_schedule_is_attached_and_stepped(stores, tmp_path):
     record = RecordLR()
     train_model(settings, [stores[0]], [], tmp_path, callbacks=[record])
     lrs = [lr for _, lr in record.lrs]
-    expected = [0.01 * lr_factor(settings.lr_schedule.__dict__, 10)(s) for s in range(10)]
+    expected = [0.01 * lr_factor(settings.lr_schedule, 10)(s) for s in range(10)]
     assert lrs == pytest.approx(expected)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert any(c.startswith("lr-") for c in metrics.columns)
