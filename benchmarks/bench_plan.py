@@ -14,7 +14,9 @@ each a fresh ``snakemake -n`` process (interpreter start and imports included):
   rebuilt every job list in every input function, so it was slower still: 12 minutes and
   7 GB without finishing at 6.9 x 10¹⁰ voxels).
 
-Peak memory is the ``ru_maxrss`` of that one child (``os.wait4``). Every line on stdout is
+Peak memory is the ``ru_maxrss`` of that one child and its CPU seconds (user + system) are
+its ``ru_utime + ru_stime`` (``os.wait4``): on a shared machine the wall seconds also count
+the time other processes held the cores, the CPU seconds do not. Every line on stdout is
 JSON, one per size and side, then a table on stderr, then the summary on the last line
 (the largest size: ``seconds_ours``, ``seconds_baseline`` of the largest size the baseline
 ran, their ``ratio`` per job, ``peak_rss_mb``).
@@ -120,6 +122,7 @@ def dry_run(work: Path, config: Path, timeout: float) -> dict[str, Any]:
         raise RuntimeError(f"snakemake -n failed:\n{text[-3000:]}")
     return {
         "seconds": round(seconds, 2) if finished else None,
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "jobs": planned_jobs(text) if finished else None,
     }
@@ -159,14 +162,16 @@ def main() -> None:
                 run_baseline = baseline_seconds is not None and baseline_seconds <= args.baseline_limit
             print(json.dumps({"name": f"plan_{voxels:.0e}", **row}), flush=True)
             rows.append(row)
-    print(f"{'voxels':>10} {'jobs':>7} {'s':>7} {'MB':>7} | {'baseline jobs':>13} {'s':>7} {'MB':>7}", file=sys.stderr)
+    head = f"{'voxels':>10} {'jobs':>6} {'s':>7} {'cpu s':>6} {'MB':>6} | {'jobs':>6} {'s':>7} {'cpu s':>6} {'MB':>6}"
+    print(f"{'':>10} {'ours':^28} | {'baseline':^29}\n{head}", file=sys.stderr)
     for row in rows:
-        ours, base = row["ours"], row["baseline"] or {}
-        print(
-            f"{row['voxels']:>10.2e} {ours['jobs']!s:>7} {ours['seconds']!s:>7} {ours['peak_rss_mb']:>7} | "
-            f"{base.get('jobs')!s:>13} {base.get('seconds')!s:>7} {base.get('peak_rss_mb')!s:>7}",
-            file=sys.stderr,
-        )
+        cells = [f"{row['voxels']:>10.2e}"]
+        for side in (row["ours"], row["baseline"] or {}):
+            cells.append(
+                f"{side.get('jobs')!s:>6} {side.get('seconds')!s:>7} {side.get('cpu_seconds')!s:>6} "
+                f"{side.get('peak_rss_mb')!s:>6}"
+            )
+        print(" | ".join(cells), file=sys.stderr)
     largest = rows[-1]
     ran = [row for row in rows if row["baseline"] and row["baseline"]["seconds"]]
     base = ran[-1] if ran else None
@@ -174,10 +179,12 @@ def main() -> None:
         "name": "plan",
         "voxels": largest["voxels"],
         "seconds_ours": largest["ours"]["seconds"],
+        "cpu_seconds_ours": largest["ours"]["cpu_seconds"],
         "peak_rss_mb": largest["ours"]["peak_rss_mb"],
         "jobs_ours": largest["ours"]["jobs"],
         "baseline_voxels": base["voxels"] if base else None,
         "seconds_baseline": base["baseline"]["seconds"] if base else None,
+        "cpu_seconds_baseline": base["baseline"]["cpu_seconds"] if base else None,
         "jobs_baseline": base["baseline"]["jobs"] if base else None,
         "peak_rss_mb_baseline": base["baseline"]["peak_rss_mb"] if base else None,
         # at the largest size both sides ran: baseline seconds over ours
