@@ -171,7 +171,7 @@ def main() -> None:
                 f"{side.get('jobs')!s:>6} {side.get('seconds')!s:>7} {side.get('cpu_seconds')!s:>6} "
                 f"{side.get('peak_rss_mb')!s:>6}"
             )
-        print(" | ".join(cells), file=sys.stderr)
+        print(cells[0], " | ".join(cells[1:]), file=sys.stderr)
     largest = rows[-1]
     ran = [row for row in rows if row["baseline"] and row["baseline"]["seconds"]]
     base = ran[-1] if ran else None
