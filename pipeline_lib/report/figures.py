@@ -1,4 +1,10 @@
-"""Report figures drawn from slices of the pipeline's zarr stores (matplotlib, Agg backend)."""
+"""Report figures drawn from slices of the pipeline's zarr stores (matplotlib, Agg backend).
+
+:func:`plot_slices` shows, on the planes :mod:`pipeline_lib.report.slices` chooses, the image,
+the mean of the affinity channels :func:`pipeline_lib.offsets.shown_channels` picks (read in
+their stored form, :mod:`pipeline_lib.io.affinities`), each segmentation and the ground truth;
+it reads only the planes it shows and writes the PNG atomically.
+"""
 
 from __future__ import annotations
 

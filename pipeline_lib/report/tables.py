@@ -1,4 +1,11 @@
-"""The evaluation table of a run (every model, decoder and dataset) and its comparison plot."""
+"""The evaluation table of a run (every model, decoder and dataset) and its comparison plot.
+
+One row per evaluation JSON: ``model, decoder, dataset`` and the score columns of
+:class:`~pipeline_lib.evaluation.metrics.SegmentationScores` (``voi`` = split + merge),
+sorted by dataset, then adapted Rand error. Written as CSV, as an HTML page (the lowest ARAND
+and VOI of each dataset in bold) and as a plot (per dataset: VOI split and merge stacked, and
+ARAND, of every model and decoder). Outputs are written atomically.
+"""
 
 from __future__ import annotations
 
