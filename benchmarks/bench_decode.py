@@ -14,8 +14,12 @@ Comparisons (each one JSON line on stdout; the last line summarises):
    (``decode.max_jobs`` shares of the blocks) run by N processes, as ``snakemake --cores N`` runs them,
    one line for each N of ``--workers`` (default 2); prepare, the (single-process) stitch and
    the finish are timed too. Reported next to the serial figure, not instead.
-2. ``waterz``: the same volume through the pipeline with the waterz decoder (default halo)
-   vs ``waterz.agglomerate`` on the whole in-memory float32 affinities (one threshold).
+2. ``waterz``: the same volume through the pipeline with the waterz decoder (the graph
+   decoder: fragments per block, one region graph, one agglomeration; default settings) vs
+   ``waterz.agglomerate`` on the whole in-memory float32 affinities (one threshold);
+   ``region_graph_size``: nodes, edges and bytes of the pipeline's graph, also per Gvoxel;
+   ``waterz_sweep_10_thresholds``: the graph decoder on the whole in-memory volume at 10
+   thresholds (one merge history cut 10 times) vs at one.
 3. ``memory``: peak resident memory (``ru_maxrss`` of a fresh subprocess) of blockwise CC
    decoding of the full volume vs a quarter of it (the first quarter along z), i.e. 4x vs 1x.
 
@@ -29,7 +33,9 @@ nearest-neighbour channels either way). Run: ``.venv/bin/python benchmarks/bench
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -51,9 +57,15 @@ from pipeline_lib.data.synthetic import generate
 from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
 from pipeline_lib.decoding.blockwise import decode_grid
 from pipeline_lib.decoding.connected_components import affinity_graph
+from pipeline_lib.decoding.graph_decode import build_graph, graph_segmentations
+from pipeline_lib.decoding.partial_store import block_record
 from pipeline_lib.decoding.registry import decoder_settings
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
+<<<<<<< HEAD
 from pipeline_lib.io.affinities import AFFINITIES, as_float
+=======
+from pipeline_lib.geometry import split_jobs
+>>>>>>> a5af8ea (decoding: waterz and mutex watershed decode one region graph of fragments built blockwise (fragments per block with context, edge statistics from block records and faces, one agglomeration, final ids through the fragment table); overlap stitching remains only for seeded watershed; sweeps cut one merge history; configs use the graph decoders; bench_decode prints the graph decode vs waterz.agglomerate, graph size per Gvoxel and a 10-threshold sweep)
 from pipeline_lib.io.volumes import FAST_ZSTD, create_array, open_array, partial_path
 
 OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
@@ -193,6 +205,93 @@ def peak_rss_mb(store: Path, out: Path) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+def _quiet_waterz(function: Callable[[], np.ndarray]) -> np.ndarray:
+    """Run ``function`` with stdout (Python and C level) sent to /dev/null: waterz prints."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        return function()
+    finally:
+        ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def graph_size(store: Path, out: Path, entry: dict) -> dict[str, float]:
+    """Nodes, edges and bytes of the region graph the pipeline builds for ``store`` (blocks decoded again)."""
+    decoder = decoder_settings(entry)
+    grid = decode_grid(open_array(store, AFFINITIES).shape[1:], DECODE)
+    partial = partial_path(out)
+    prepare_decoding(store, partial, decoder, DECODE)
+    decode_blocks(store, partial, range(len(grid)), decoder)
+    counts = []
+    for i in range(len(grid)):
+        with np.load(block_record(partial, i)) as record:
+            counts.append(record["counts"])
+            offsets = record["offsets"].tolist()
+    graph, _ = build_graph(grid, offsets, counts, lambda i: np.load(block_record(partial, i)))
+    shutil.rmtree(partial)
+    return {"nodes": graph.n_nodes, "edges": len(graph.nearest) + len(graph.long_range), "bytes": graph.nbytes}
+
+
+def graph_comparison(store: Path, work: Path, float_affs: np.ndarray, mvox: float) -> list[dict]:
+    """The waterz-style graph decoder through the pipeline vs ``waterz.agglomerate``; graph size; a sweep."""
+    import waterz
+
+    median = "OneMinus<HistogramQuantileAffinity<RegionGraphType, 50, ScoreValue, 256>>"
+
+    def direct() -> np.ndarray:
+        return next(waterz.agglomerate(float_affs, [0.5], scoring_function=median, discretize_queue=256)).copy()
+
+    base, _ = timed(_quiet_waterz, direct)
+    entry = {"method": "waterz"}
+    ours = pipeline_seconds(store, work / "wz.zarr", entry)
+    lines = [
+        {
+            "name": f"waterz_decode_{mvox:g}Mvox",
+            "seconds_ours": round(ours, 2),
+            "seconds_baseline": round(base, 2),
+            "baseline": "waterz.agglomerate in memory (aff50_his256, threshold 0.5, 1 process)",
+            "ours": "graph decoder (waterz, aff50_his256) through decode_volume: fragments, graph, merging, relabel",
+            "ratio": round(ours / base, 2),
+        }
+    ]
+    print(json.dumps(lines[-1]), flush=True)
+    size = graph_size(store, work / "size.zarr", entry)
+    per_gvox = 1000.0 / mvox
+    lines.append(
+        {
+            "name": "region_graph_size",
+            **size,
+            "nodes_per_gvox": round(size["nodes"] * per_gvox),
+            "edges_per_gvox": round(size["edges"] * per_gvox),
+            "gb_per_gvox": round(size["bytes"] * per_gvox / 1e9, 3),
+        }
+    )
+    print(json.dumps(lines[-1]), flush=True)
+    decoder = decoder_settings(entry)
+    thresholds = [round(0.05 + 0.1 * k, 2) for k in range(10)]
+
+    def sweep(values: list[float]) -> int:
+        return sum(int(labels.max()) for _, labels in graph_segmentations(float_affs, OFFSETS, decoder, values))
+
+    one, _ = timed(sweep, [0.5])
+    ten, _ = timed(sweep, thresholds)
+    lines.append(
+        {
+            "name": "waterz_sweep_10_thresholds",
+            "seconds_ours": round(ten, 2),
+            "seconds_baseline": round(one, 2),
+            "baseline": "one threshold (whole volume in memory)",
+            "ratio": round(ten / one, 2),
+        }
+    )
+    print(json.dumps(lines[-1]), flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=[250, 500, 500])
@@ -258,33 +357,7 @@ def main() -> None:
             print(json.dumps(lines[-1]), flush=True)
 
         if not args.skip_waterz:
-            import waterz
-
-            from pipeline_lib.decoding.agglomeration import _quiet_stdout, scoring_function
-
-            float_affs = as_float(affs)
-
-            def direct() -> np.ndarray:
-                with _quiet_stdout():
-                    return next(
-                        waterz.agglomerate(
-                            float_affs, [0.5], scoring_function=scoring_function("aff50_his256"), discretize_queue=256
-                        )
-                    ).copy()
-
-            base, _ = timed(direct)
-            del float_affs
-            ours = pipeline_seconds(full, work / "wz.zarr", {"method": "waterz"})
-            lines.append(
-                {
-                    "name": f"waterz_decode_{mvox:g}Mvox",
-                    "seconds_ours": round(ours, 2),
-                    "seconds_baseline": round(base, 2),
-                    "baseline": "waterz.agglomerate in memory",
-                    "ratio": round(ours / base, 2),
-                }
-            )
-            print(json.dumps(lines[-1]), flush=True)
+            lines.extend(graph_comparison(full, work, as_float(affs), mvox))
         del affs
 
         rss_1x = peak_rss_mb(quarter, work / "q.zarr")
@@ -314,6 +387,7 @@ def main() -> None:
         "seconds_ours_workers": [line["seconds_ours"] for line in parallel],
         "ratio_workers": [line["ratio"] for line in parallel],
         "waterz_ratio": waterz[0]["ratio"] if waterz else None,
+        "waterz_sweep_ratio": waterz[1]["ratio"] if waterz else None,
         "peak_rss_mb": lines[-1]["peak_rss_mb_4x"],
         "peak_rss_ratio_4x_vs_1x": lines[-1]["ratio"],
         "bench_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -42,8 +42,16 @@ components (voxels without any edge) to background. The result equals
 permutation of ids: every edge is used exactly once, inside a block or by the stitch, and
 sizes and contacts are summed over blocks.
 
-Watershed, waterz and mutex watershed (``"overlap"`` stitching) decode each block with the
-halo ``params.halo`` and join objects of neighbouring blocks that agree on the overlap
+waterz and mutex watershed (``"graph"`` stitching) compute fragments of each block with
+the context ``params.halo`` and record the region graph's edges among them and the face
+planes for the edges across the block's lower faces
+(:func:`~pipeline_lib.decoding.graph_decode.graph_record`); the stitch builds one global
+graph from the records, agglomerates it once and writes the final id of every fragment
+(:mod:`~pipeline_lib.decoding.graph_decode`). Only the fragments depend on the grid, near
+block faces.
+
+Seeded watershed (``"overlap"`` stitching) decodes each block with the
+halo ``params.halo`` and joins objects of neighbouring blocks that agree on the overlap
 (``params.stitch_overlap``), as cluster_tools' blockwise mutex watershed does; the record
 keeps the labels the block gave inside its halo (``lo{a}``, ``hi{a}``, local ids, objects
 seen only in the halo numbered after the block's own). This is an approximation of
@@ -80,6 +88,7 @@ from pipeline_lib.blockstore import GRID_ATTR, BlockStore, grid_record
 from pipeline_lib.config import DecoderSettings, DecodeSettings
 from pipeline_lib.decoding.connected_components import edges_above, label_block
 from pipeline_lib.decoding.partial_store import DECODED, LABELS, RELABELLED_BLOCKS, decode_grid, labels_path
+from pipeline_lib.decoding.graph_decode import block_fragments, graph_record
 from pipeline_lib.decoding.registry import get_decoder
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
 from pipeline_lib.decoding.stitching import face_planes, halo_slabs, small_object_record
@@ -189,6 +198,26 @@ def _decode_cc_block(
     return result.labels, result.counts, crossing
 
 
+def _graph_block(
+    affinities: Any,
+    grid: BlockGrid,
+    block_id: int,
+    channels: Sequence[int],
+    offsets: Sequence[Sequence[int]],
+    decoder: DecoderSettings,
+    halo: Sequence[int],
+) -> tuple[NDArray[np.unsignedinteger], NDArray[np.int64], dict[str, NDArray[Any]]]:
+    """Fragments of one block computed with context ``halo``, their counts and the block's graph record."""
+    block = grid.block(block_id)
+    context = grid.with_halo(block_id, halo)
+    stored = read_stored(affinities, context, channels)
+    core = block.relative_to(context)
+    labels, counts = block_fragments(as_float(stored), offsets, core, decoder)
+    merge = decoder.small_objects == "merge" and decoder.min_size > 1
+    record = graph_record(labels, stored[(slice(None), *core)], offsets, grid, block_id, merge)
+    return labels, counts, record
+
+
 def decode_blocks(
     affinities_store: str | Path,
     partial: str | Path,
@@ -212,6 +241,8 @@ def decode_blocks(
         extras: dict[str, Any]
         if method.stitch == "affinity":
             labels, counts, extras = _decode_cc_block(affinities, grid, block_id, zyx_channels, decoder.threshold)
+        elif method.stitch == "graph":
+            labels, counts, extras = _graph_block(affinities, grid, block_id, used, used_offsets, decoder, store.halo)
         else:
             block = grid.block(block_id)
             context = grid.with_halo(block_id, store.halo)
@@ -221,9 +252,11 @@ def decode_blocks(
             labels = in_context[block.relative_to(context)]
             extras = {name: in_context[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}
         merge = decoder.small_objects == "merge" and decoder.min_size > 1
-        if method.stitch == "affinity" or merge:  # faces for the stitch's joins and contacts
+        if method.stitch == "graph":
+            pass  # the graph record holds its faces, contacts and first voxels
+        elif method.stitch == "affinity" or merge:  # faces for the stitch's joins and contacts
             extras.update(face_planes(labels, grid, block_id))
-        if merge:  # contacts and first voxels for the stitch
+        if merge and method.stitch != "graph":  # contacts and first voxels for the stitch
             extras.update(small_object_record(labels, grid, block_id, len(counts)))
         tmp_labels = labels_path(store.partial, block_id).with_suffix(".tmp.npy")
         np.save(tmp_labels, np.ascontiguousarray(labels))

@@ -20,9 +20,14 @@ with all its contacts (waterz starts from the highest one) and scores are exact 
 
 **Mutex watershed** (:func:`mutex_segments`): each nearest edge has the weight
 ``mean affinity - threshold`` and each long-range edge ``mean affinity - threshold +
-long_range_bias``; edges are processed by decreasing ``|weight|``, a positive one joins
-its regions unless a mutex (a negative edge already processed) separates them, a negative
-one adds a mutex (``mwatershed.cluster``).
+long_range_bias``; edges are processed by decreasing priority ``|weight| * (1 -
+exp(-count / CONTACT_SCALE))``, a positive one joins its regions unless a mutex (a
+negative edge already processed) separates them, a negative one adds a mutex
+(``mwatershed.cluster``). The factor makes an edge of few contacts, whose mean is noisy,
+wait for the well-measured ones: fragments cut by block faces leave slivers with tiny
+contacts, and with the plain ``|weight|`` order the blockwise result on the gala crop
+(noise 0.2, 8 blocks) deviated from the whole-volume one by ARAND 0.062 at threshold 0.5;
+with the factor, 0.0003 (and 0.0012 -> 0.0011 to the ground truth on the whole volume).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from pipeline_lib.decoding.region_graph import BINS, EdgeTable
+
+CONTACT_SCALE = 20.0  # contacts at which an edge's mutex priority reaches 1 - 1/e of its |weight|
 
 
 @dataclass(frozen=True)
@@ -196,7 +203,9 @@ def mutex_segments(graph: RegionGraph, threshold: float, long_range_bias: float)
     weights = np.concatenate([graph.nearest.mean() - threshold, graph.long_range.mean() - threshold + long_range_bias])
     u = np.concatenate([graph.nearest.u, graph.long_range.u])
     v = np.concatenate([graph.nearest.v, graph.long_range.v])
-    order = np.argsort(-np.abs(weights), kind="stable")
+    count = np.concatenate([graph.nearest.count, graph.long_range.count])
+    priority = np.abs(weights) * -np.expm1(-count / CONTACT_SCALE)
+    order = np.argsort(-priority, kind="stable")
     ordered = list(zip((weights[order] > 0).tolist(), u[order].tolist(), v[order].tolist(), strict=True))
     segment = np.arange(graph.n_nodes, dtype=np.int64)
     if ordered:
@@ -206,6 +215,7 @@ def mutex_segments(graph: RegionGraph, threshold: float, long_range_bias: float)
 
 
 __all__ = [
+    "CONTACT_SCALE",
     "MergeHistory",
     "RegionGraph",
     "cut",

@@ -9,8 +9,13 @@ how blockwise results are stitched:
   :func:`~pipeline_lib.decoding.connected_components.label_block` on each block's own
   edges (no halo) and blocks are joined across faces wherever the crossing edge exceeds the
   threshold; the registered function is what :func:`decode_array` runs on a whole array;
-- ``"overlap"``: each block is decoded with the halo ``settings.params["halo"]`` and
-  neighbouring blocks are matched by their agreement in the overlap (see ``blockwise``).
+- ``"graph"``: block-independent agglomeration (waterz, mutex watershed): fragments per
+  block with the context ``settings.params["halo"]``, one global region graph from the block
+  records, one agglomeration of it (:mod:`~pipeline_lib.decoding.graph_decode`); the
+  registered function decodes a whole array the same way, as one block;
+- ``"overlap"`` (seeded watershed): each block is decoded with the halo
+  ``settings.params["halo"]`` and neighbouring blocks are matched by their agreement in the
+  overlap (see ``blockwise``).
 
 It also says which channels the decoder reads (``reads``): ``"nearest"`` (the three
 nearest-neighbour channels; connected components, seeded watershed, waterz) or ``"all"``
@@ -34,15 +39,15 @@ from numpy.typing import NDArray
 
 from pipeline_lib.config import DecoderSettings, build
 from pipeline_lib.config.schema import validate_with_defaults
-from pipeline_lib.decoding.agglomeration import mutex_watershed, waterz_segmentation
 from pipeline_lib.decoding.connected_components import connected_components
+from pipeline_lib.decoding.graph_decode import decode_graph
 from pipeline_lib.decoding.postprocess import relabel_consecutive, remove_small_objects
 from pipeline_lib.decoding.watershed import seeded_watershed
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.offsets import nearest_neighbour_channels
 
 DecodeFunction = Callable[[NDArray[np.float32], Sequence[Sequence[int]], DecoderSettings], NDArray[np.integer]]
-Stitch = Literal["affinity", "overlap"]
+Stitch = Literal["affinity", "overlap", "graph"]
 Reads = Literal["nearest", "all"]
 
 
@@ -138,24 +143,9 @@ def _seeded_watershed(
     return seeded_watershed(affinities, offsets, settings.threshold, p["seed_min_size"], p["sigma"])
 
 
-@register("waterz", reads="nearest")
-def _waterz(
-    affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
-) -> NDArray[np.integer]:
-    p = settings.params
-    return waterz_segmentation(
-        affinities, offsets, settings.threshold, p["merge_function"], p["aff_threshold_low"], p["aff_threshold_high"]
-    )
-
-
-@register("mutex_watershed")
-def _mutex_watershed(
-    affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
-) -> NDArray[np.integer]:
-    p = settings.params
-    return mutex_watershed(
-        affinities, offsets, settings.threshold, p["long_range_bias"], p["long_range_stride"], p["randomized_strides"]
-    )
+# waterz-style agglomeration and mutex watershed of the region graph of fragments
+register("waterz", stitch="graph", reads="nearest")(decode_graph)
+register("mutex_watershed", stitch="graph")(decode_graph)
 
 
 __all__ = ["Decoder", "decode_array", "decoder_settings", "get_decoder", "postprocess", "register"]

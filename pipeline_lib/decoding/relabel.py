@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from pipeline_lib.blockstore import BlockStore
 from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding.face_stitch import OpenRecord, stream_cc_table
+from pipeline_lib.decoding.graph_decode import build_graph, final_table, segment_nodes
 from pipeline_lib.decoding.partial_store import (
     DECODED,
     RELABELLED_BLOCKS,
@@ -106,6 +107,8 @@ def _final_table(
     """The final id of every block-local id (block after block) and where each block's ids begin,
     all in memory (the stitch of overlap decoders and of merging small objects)."""
     merge = decoder.small_objects == "merge" and decoder.min_size > 1
+    if get_decoder(decoder.method).stitch == "graph":
+        return _graph_table(grid, decoder, merge, open_record)
     counts_list, first_list = [], []
     for i in range(len(grid)):
         with open_record(i) as record:
@@ -147,6 +150,30 @@ def _final_table(
             sizes, decoder.min_size, decoder.small_objects, contact_pairs, contact_counts, first_voxels
         )
     return final_labels(component, sizes, small, background), starts
+
+
+def _graph_table(
+    grid: BlockGrid, decoder: DecoderSettings, merge: bool, open_record: OpenRecord
+) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """The final id of every fragment: one graph from the block records, agglomerated once."""
+    counts, firsts = [], []
+    for i in range(len(grid)):
+        with open_record(i) as record:
+            counts.append(record["counts"].astype(np.int64))
+            if merge:
+                firsts.append(record["first_voxel"].astype(np.int64))
+            offsets = record["offsets"].tolist()  # the channels the blocks read
+    graph, starts = build_graph(grid, offsets, counts, open_record)
+    ((_, segment),) = segment_nodes(graph, decoder, [decoder.threshold])
+    first = np.concatenate([np.zeros(0, dtype=np.int64), *firsts]) if merge else None
+    log.info(
+        "graph: %d fragments, %d nearest and %d long-range edges, %.1f MB",
+        graph.n_nodes,
+        len(graph.nearest),
+        len(graph.long_range),
+        graph.nbytes / 1e6,
+    )
+    return final_table(graph, segment, decoder, first), starts
 
 
 def _segmentation(partial: Path, mode: str = "r") -> Any:

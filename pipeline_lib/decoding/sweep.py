@@ -1,7 +1,8 @@
 """Decoder parameter sweep: one decoder over a list of thresholds on a validation volume.
 
-:func:`sweep` decodes the whole affinity volume in memory once per threshold (waterz: one
-agglomeration pass yields every threshold), scores each result against the volume's
+:func:`sweep` decodes the whole affinity volume in memory once per threshold (the graph
+decoders compute fragments and region graph once; waterz cuts one merge history at every
+threshold), scores each result against the volume's
 ``labels`` with the CREMI conventions of :mod:`pipeline_lib.evaluation` (ground-truth label
 0 ignored), and writes
 
@@ -34,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline_lib.config import DecoderSettings
-from pipeline_lib.decoding.agglomeration import waterz_segmentations
+from pipeline_lib.decoding.graph_decode import graph_segmentations
 from pipeline_lib.decoding.registry import decode_array, get_decoder, postprocess
 from pipeline_lib.evaluation import SegmentationScores, evaluate_arrays
 from pipeline_lib.geometry import Box
@@ -54,12 +55,8 @@ def segmentations(
     thresholds: Sequence[float],
 ) -> Iterator[tuple[float, NDArray[np.integer]]]:
     """``(threshold, post-processed labels)`` for each threshold, in no particular order."""
-    if decoder.method == "waterz":
-        p = decoder.params
-        results = waterz_segmentations(
-            affinities, offsets, thresholds, p["merge_function"], p["aff_threshold_low"], p["aff_threshold_high"]
-        )
-        for threshold, labels in results:
+    if get_decoder(decoder.method).stitch == "graph":  # fragments, graph (and waterz's merge history) once
+        for threshold, labels in graph_segmentations(affinities, offsets, decoder, thresholds):
             yield threshold, postprocess(labels, decoder)
         return
     for threshold in sorted(set(thresholds)):

@@ -86,10 +86,18 @@ def test_unknown_merge_function_is_rejected() -> None:
 
 def test_mutex_separates_what_a_strong_long_range_edge_repels() -> None:
     contacts = [(0, 1, [230]), (1, 2, [220]), (3, 4, [40])]
-    far = [(0, 2, [0])]  # weight -0.5: stronger than 1-2's +0.36, processed before it
+    far = [(0, 2, [0] * 40)]  # weight -0.5 (40 contacts): before 1-2 (+0.36, 1 contact)
     graph = graph_of(contacts, 5, far)
     segments = mutex_segments(graph, 0.5, 0.0)
     assert segments[0] == segments[1] != segments[2]
     assert segments[3] != segments[4] and len(set(segments.tolist())) == 4
     assert len(set(mutex_segments(graph, 0.5, 0.9).tolist())) == 3  # bias: the long edge attracts
     assert mutex_segments(graph_of([], 3), 0.5, 0.0).tolist() == [0, 1, 2]
+
+
+def test_mutex_lets_edges_of_few_contacts_wait_for_well_measured_ones() -> None:
+    # 0-1: one contact at 1.0 (+0.5); 1-2: 100 contacts at 0.8 (+0.3); 0-2: long range at 0.1 (-0.4).
+    # By |weight| alone 0-1 would merge first; weighted by contacts, 0-2's mutex and 1-2 come first.
+    graph = graph_of([(0, 1, [255]), (1, 2, [204] * 100)], 3, [(0, 2, [25] * 100)])
+    segments = mutex_segments(graph, 0.5, 0.0)
+    assert segments[1] == segments[2] != segments[0]

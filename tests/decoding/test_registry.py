@@ -12,7 +12,8 @@ from pipeline_lib.errors import ConfigError
 
 def test_defaults_per_method() -> None:
     waterz = decoder_settings({"method": "waterz"})
-    assert waterz.params["merge_function"] == "aff50_his256" and waterz.params["halo"] == [4, 16, 16]
+    assert waterz.params["merge_function"] == "aff50_his256" and waterz.params["halo"] == [8, 16, 16]
+    assert waterz.params["boundary_threshold"] == 0.5 and waterz.params["min_seed_distance"] == 10
     assert waterz.threshold == 0.5 and waterz.min_size == 0 and waterz.small_objects == "background"
     assert decoder_settings({"method": "connected_components"}).params == {}
     assert decoder_settings({"method": "mutex_watershed"}).params["long_range_bias"] == 0.0
@@ -25,7 +26,8 @@ def test_defaults_per_method() -> None:
         ({"method": "waterz", "params": {"merge_function": "aff51_his256"}}, "params.merge_function"),
         ({"method": "waterz", "params": {"seed_min_size": 3}}, "params"),  # another method's key
         ({"method": "connected_components", "params": {"halo": [1, 1, 1]}}, "params"),
-        ({"method": "mutex_watershed", "params": {"long_range_stride": [1, 0, 1]}}, "params.long_range_stride.1"),
+        ({"method": "mutex_watershed", "params": {"min_seed_distance": 0}}, "params.min_seed_distance"),
+        ({"method": "waterz", "params": {"stitch_overlap": 0.5}}, "params"),  # graph decoders do not stitch overlaps
         ({"method": "seeded_watershed", "thresold": 0.4}, "(top level)|d'"),
         ({"method": "waterz", "small_objects": "drop"}, "small_objects"),
     ],
@@ -47,7 +49,8 @@ def test_misspelt_method_is_rejected_with_choices() -> None:
 def test_stitching_and_halo_by_method() -> None:
     assert get_decoder("connected_components").halo(decoder_settings({"method": "connected_components"})) == (0, 0, 0)
     settings = decoder_settings({"method": "waterz", "params": {"halo": [2, 8, 8]}})
-    assert get_decoder("waterz").stitch == "overlap" and get_decoder("waterz").halo(settings) == (2, 8, 8)
+    assert get_decoder("waterz").stitch == "graph" and get_decoder("waterz").halo(settings) == (2, 8, 8)
+    assert get_decoder("mutex_watershed").stitch == "graph" and get_decoder("seeded_watershed").stitch == "overlap"
 
 
 def test_affinity_array_name_matches_prediction() -> None:
