@@ -61,11 +61,7 @@ from pipeline_lib.decoding.graph_decode import build_graph, graph_segmentations
 from pipeline_lib.decoding.partial_store import block_record
 from pipeline_lib.decoding.registry import decoder_settings
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
-<<<<<<< HEAD
 from pipeline_lib.io.affinities import AFFINITIES, as_float
-=======
-from pipeline_lib.geometry import split_jobs
->>>>>>> a5af8ea (decoding: waterz and mutex watershed decode one region graph of fragments built blockwise (fragments per block with context, edge statistics from block records and faces, one agglomeration, final ids through the fragment table); overlap stitching remains only for seeded watershed; sweeps cut one merge history; configs use the graph decoders; bench_decode prints the graph decode vs waterz.agglomerate, graph size per Gvoxel and a 10-threshold sweep)
 from pipeline_lib.io.volumes import FAST_ZSTD, create_array, open_array, partial_path
 
 OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]

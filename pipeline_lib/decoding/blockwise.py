@@ -87,8 +87,8 @@ from numpy.typing import NDArray
 from pipeline_lib.blockstore import GRID_ATTR, BlockStore, grid_record
 from pipeline_lib.config import DecoderSettings, DecodeSettings
 from pipeline_lib.decoding.connected_components import edges_above, label_block
-from pipeline_lib.decoding.partial_store import DECODED, LABELS, RELABELLED_BLOCKS, decode_grid, labels_path
 from pipeline_lib.decoding.graph_decode import block_fragments, graph_record
+from pipeline_lib.decoding.partial_store import DECODED, LABELS, RELABELLED_BLOCKS, decode_grid, labels_path
 from pipeline_lib.decoding.registry import get_decoder
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
 from pipeline_lib.decoding.stitching import face_planes, halo_slabs, small_object_record

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline_lib.offsets import NEAREST_NEIGHBOUR_OFFSETS
+
 BINS = 256
 
 
@@ -182,7 +184,7 @@ def _contacts(
 
 def nearest_split(offsets: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
     """Channel indices of ``offsets``: (nearest-neighbour ones, the others)."""
-    nearest = [k for k, o in enumerate(offsets) if sorted(abs(int(v)) for v in o) == [0, 0, 1]]
+    nearest = [k for k, o in enumerate(offsets) if [int(v) for v in o] in NEAREST_NEIGHBOUR_OFFSETS]
     return nearest, [k for k in range(len(offsets)) if k not in nearest]
 
 

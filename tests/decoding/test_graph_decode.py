@@ -11,11 +11,11 @@ import pytest
 from decoding_helpers import decode_settings, read_segmentation, write_affinities
 
 from pipeline_lib.decoding import decode_volume, decoder_settings
-from pipeline_lib.decoding.affinity_io import as_float
 from pipeline_lib.decoding.graph_decode import build_graph, graph_record, graph_segmentations
 from pipeline_lib.decoding.region_graph import block_edges
 from pipeline_lib.evaluation import evaluate_arrays
 from pipeline_lib.geometry import BlockGrid
+from pipeline_lib.io.affinities import as_float
 from pipeline_lib.targets import affinities
 
 GALA = Path(os.environ.get("GALA_DIR", Path(__file__).resolve().parents[2] / ".." / "shared/data/gala"))
