@@ -16,9 +16,9 @@ as a smoke test of the code path (its figures are not measurements).
 - **training** (``train_loader`` and ``train_on_device``): ``train_model`` itself on a
   synthetic labelled zarr volume with config/gala.yaml's augmentations (batched on the
   device by default), its precision, ``--train-batch`` patches of ``--train-patch``,
-  ``num_workers: auto``; against the same module trained by a Lightning ``Trainer`` on one
-  batch already on the device. Steps/s are timed from step ``--train-warmup`` to the last
-  step by a callback; ``ratio`` = loader / on-device (the goal is ≥ 0.8).
+  ``num_workers: auto`` with the node's CPUs as the job's threads; against the same module
+  trained by a Lightning ``Trainer`` on one batch already on the device. Steps/s are timed
+  from step ``--train-warmup`` to the last step by a callback; ``ratio`` = loader / on-device (the goal is ≥ 0.8).
 - **utilisation**: with ``nvidia-smi`` on the path, each figure carries the mean GPU
   utilisation (%) sampled every 0.2 s while it ran (``gpu_util_mean``; null without it).
 
@@ -200,6 +200,7 @@ def training_figures(work: Path, args: argparse.Namespace, device: torch.device)
 
     from pipeline_lib.config import ModelSettings, build
     from pipeline_lib.data.synthetic import generate
+    from pipeline_lib.devices import available_cpus
     from pipeline_lib.io.volumes import create_array
     from pipeline_lib.training.train import build_module, train_model
 
@@ -220,7 +221,8 @@ def training_figures(work: Path, args: argparse.Namespace, device: torch.device)
 
     loader_timer = StepTimer(args.train_warmup)
     with Utilisation(args.util) as loader_util:
-        train_model(settings, [store], [], work / "trained", threads=1, callbacks=[loader_timer.callback()])
+        cpus = available_cpus()  # the node's CPUs, as a train job given all of them (num_workers: auto uses them)
+        train_model(settings, [store], [], work / "trained", threads=cpus, callbacks=[loader_timer.callback()])
 
     module = build_module(settings)
     n = sum(int(t.type == "affinity") * len(settings.offsets) or 1 for t in settings.targets)

@@ -38,7 +38,8 @@ tests check it against MONAI's ``sliding_window_inference``.
 
 **On the device.** The context is copied to the model's device once; window extraction,
 normalisation, the forward passes (with TTA inverted there, see :mod:`.predictor`),
-weighting, accumulation, normalisation and the storage encoding (uint8) all run there, and
+weighting, accumulation (one ``index_add_`` per batch and output, :class:`_OverlapAdd`),
+normalisation and the storage encoding (uint8) all run there, and
 only the encoded final rows come back to the host (pinned, non-blocking copies on CUDA).
 The CPU runs the very same code with ``device="cpu"``, so the CPU tests exercise the device
 path.
@@ -137,6 +138,46 @@ def _z_groups(z_starts: Sequence[int], per_row: int, batch_size: int) -> list[li
     return [list(z_starts[i : i + rows]) for i in range(0, len(z_starts), rows)]
 
 
+class _OverlapAdd:
+    """Accumulators ``(C, height, ry, rx)`` of weighted window outputs, one ``index_add_`` per batch.
+
+    Each window's voxels go to their flat index in the accumulator (voxels outside the region
+    to one spare element past its end), so a whole batch is added by one kernel per output on
+    any device. On the CPU ``index_add_`` adds in index order, i.e. window by window in the
+    batch's (MONAI's) order, as a loop over the windows would.
+    """
+
+    def __init__(self, height: int, ry: int, rx: int, window: Sequence[int], weights: torch.Tensor) -> None:
+        self.shape, self.n, self.weights, self.device = (height, ry, rx), height * ry * rx, weights, weights.device
+        wz, wy, wx = (int(w) for w in window)
+        zyx = [torch.arange(w, device=self.device) for w in (wz, wy, wx)]
+        self.local = zyx[0].view(-1, 1, 1) * (ry * rx) + zyx[1].view(1, -1, 1) * rx + zyx[2].view(1, 1, -1)
+        self.dy, self.dx = zyx[1], zyx[2]
+        self.flats: list[torch.Tensor] = []
+        self.total = self._buffer(1)
+        self.acc: list[torch.Tensor] = []
+
+    def _buffer(self, channels: int) -> torch.Tensor:
+        flat = torch.zeros(channels * (self.n + 1), device=self.device)
+        self.flats.append(flat)
+        return flat.view(channels, self.n + 1)[:, : self.n].view(channels, *self.shape)
+
+    def add(self, outputs: tuple[torch.Tensor, ...], corners: Sequence[tuple[int, int, int]]) -> None:
+        """Add ``outputs`` ``(B, C_i, wz, wy, wx)`` of windows with ``corners`` in accumulator coordinates."""
+        if not self.acc:
+            self.acc = [self._buffer(o.shape[1]) for o in outputs]
+        ry, rx = self.shape[1:]
+        corner = torch.tensor(corners, device=self.device)
+        index = (corner[:, 0] * (ry * rx) + corner[:, 1] * rx + corner[:, 2]).view(-1, 1, 1, 1) + self.local
+        yy, xx = corner[:, 1:2] + self.dy, corner[:, 2:3] + self.dx
+        inside = ((yy >= 0) & (yy < ry))[:, None, :, None] & ((xx >= 0) & (xx < rx))[:, None, None, :]
+        index = torch.where(inside, index, self.n)  # outside the region: the spare element
+        self.flats[0].index_add_(0, index.reshape(-1), self.weights.expand(index.shape).reshape(-1))
+        for flat, output in zip(self.flats[1:], outputs, strict=True):
+            channels = torch.arange(output.shape[1], device=self.device).view(1, -1, 1, 1, 1) * (self.n + 1)
+            flat.index_add_(0, (index[:, None] + channels).reshape(-1), (output.float() * self.weights).reshape(-1))
+
+
 def blend_region(
     image: np.ndarray | torch.Tensor,
     region: Sequence[slice],
@@ -190,8 +231,8 @@ def blend_region(
     height = max(g[-1] - g[0] for g in groups) + wz  # accumulator rows: one group's reach
     weights = compute_importance_map(tuple(window), mode=blend, sigma_scale=0.125, device=device)
     bar = tqdm(total=len(z_starts) * len(yx), desc=desc, mininterval=2.0, disable=not desc, dynamic_ncols=True)
-    acc: list[torch.Tensor] = []
-    total = torch.zeros((1, height, y1 - y0, x1 - x0), device=device)  # summed weights
+    sums = _OverlapAdd(height, y1 - y0, x1 - x0, window, weights)
+    total = sums.total  # summed weights
     base = z_starts[0]  # image row of accumulator row 0; rows before it are final and emitted
 
     def emit(stop: int) -> tuple[int, tuple[torch.Tensor, ...]] | None:
@@ -200,18 +241,18 @@ def blend_region(
         if lo >= hi:
             return None
         rows = slice(lo - base, hi - base)
-        final = tuple(a[:, rows].div_(total[:, rows]) for a in acc)
+        final = tuple(a[:, rows].div_(total[:, rows]) for a in sums.acc)
         return lo - z0, to_host(encode(final) if encode is not None else final)
 
     for group in groups:
-        if acc and group[0] > base:  # rows before this group's first z start are final
+        if sums.acc and group[0] > base:  # rows before this group's first z start are final
             with torch.inference_mode():
                 slab = emit(group[0])
             if slab is not None:
                 yield slab
             with torch.inference_mode():  # drop them, zero the rows that come into reach
                 k = group[0] - base
-                for buffer in [*acc, total]:
+                for buffer in [*sums.acc, total]:
                     for row in range(0, height - k, k):  # k rows at a time, ascending: no overlap, no copy
                         buffer[:, row : min(row + k, height - k)] = buffer[:, row + k : min(row + 2 * k, height)]
                     buffer[:, max(height - k, 0) :] = 0.0
@@ -222,17 +263,7 @@ def blend_region(
                 batch = todo[i : i + batch_size]
                 windows = transform(torch.stack([data[zs : zs + wz, a : a + wy, b : b + wx] for zs, a, b in batch]))
                 out = predictor(windows[:, None])
-                outputs = out if isinstance(out, tuple) else (out,)
-                if not acc:
-                    acc = [torch.zeros((o.shape[1], *total.shape[1:]), device=device) for o in outputs]
-                weighted = [o.float() * weights for o in outputs]
-                for j, (zs, a, b) in enumerate(batch):
-                    rz = slice(zs - base, zs - base + wz)
-                    dst = (slice(max(a, y0) - y0, min(a + wy, y1) - y0), slice(max(b, x0) - x0, min(b + wx, x1) - x0))
-                    src = (slice(max(a, y0) - a, min(a + wy, y1) - a), slice(max(b, x0) - b, min(b + wx, x1) - b))
-                    total[(slice(None), rz, *dst)] += weights[(slice(None), *src)]
-                    for acc_i, w_i in zip(acc, weighted, strict=True):
-                        acc_i[(slice(None), rz, *dst)] += w_i[(j, slice(None), slice(None), *src)]
+                sums.add(out if isinstance(out, tuple) else (out,), [(zs - base, a - y0, b - x0) for zs, a, b in batch])
                 bar.update(len(batch))
     bar.close()
     with torch.inference_mode():
