@@ -1,73 +1,43 @@
-"""Blockwise decoding with stitching across block faces.
+"""Blockwise decoding: decode blocks independently, stitch them across faces, relabel, publish.
 
-Steps (each a Snakemake job or a group of block jobs, like prediction):
+Steps (each one job, or block jobs sharing the grid; every step takes the ``<out>.partial``
+path the Snakemake rules declare):
 
 1. :func:`prepare_decoding` creates ``<out>.partial`` with an empty ``segmentation``
-   (:func:`segmentation_dtype`, zstd level 1), records the block grid and its halo
-   (:class:`~pipeline_lib.blockstore.BlockStore`) and makes the folders for the block jobs;
-2. :func:`decode_blocks` decodes blocks independently and, per block ``i``, writes
-
-   - ``<partial>/block_labels/<i>.npy``: the block's own region with block-local ids
-     ``1..n`` (0 background; uint16 or uint32), uncompressed so that the stitch can
-     memory-map faces of it (scratch of 2–4 bytes per voxel while decoding runs);
-   - ``<partial>/blocks/<i>.npz`` (written last: it marks the block done): ``counts``, the
-     voxel count of each local id, plus what the stitch needs across faces (below);
-
-   a block's object ``j`` has the global id ``i << 32 | j`` in the stitch;
-3. :func:`~pipeline_lib.decoding.relabel.stitch_blocks` (one job) finds the pairs of objects
-   to join across every face between neighbouring blocks
-   (:mod:`~pipeline_lib.decoding.stitching`), joins them (union–find), handles objects
-   smaller than ``min_size`` by their *global* sizes (to background, or merged into a
-   neighbour, see :mod:`~pipeline_lib.decoding.postprocess`) and writes the final consecutive id of every block-local id
-   (``<partial>/stitch/``);
-4. :func:`~pipeline_lib.decoding.relabel.relabel_blocks` (block jobs, grouped like the
-   decode jobs) writes each block of ``segmentation`` once, with its final ids, then a
-   marker ``<partial>/relabelled/<i>``;
-5. :func:`~pipeline_lib.decoding.relabel.finish_decoding` (one job) checks every marker,
-   deletes the scratch files (:mod:`~pipeline_lib.decoding.partial_store`) and publishes
-   the store under its final name.
+   (:func:`segmentation_dtype`) and records the block grid and halo
+   (:class:`~pipeline_lib.blockstore.BlockStore`);
+2. :func:`decode_blocks` writes, per block ``i``, its block-local ids ``1..n`` (0 background)
+   to ``<partial>/block_labels/<i>.npy`` and then a record ``<partial>/blocks/<i>.npz`` (it
+   marks the block done): the voxel count of each local id and what the stitch needs across
+   faces. Object ``j`` of block ``i`` is ``i << 32 | j`` globally;
+3. :func:`~pipeline_lib.decoding.relabel.stitch_blocks` (one job) computes, from the records
+   alone, the final consecutive id of every block-local id, objects under ``min_size``
+   handled by their global sizes (:mod:`~pipeline_lib.decoding.postprocess`);
+4. :func:`~pipeline_lib.decoding.relabel.relabel_blocks` writes each block of
+   ``segmentation`` once with its final ids, then a marker;
+5. :func:`~pipeline_lib.decoding.relabel.finish_decoding` checks every marker, removes the
+   scratch files (:mod:`~pipeline_lib.decoding.partial_store`) and publishes the store.
 
 :func:`stitch_and_relabel` runs steps 3–5 in one process, :func:`decode_volume` all five.
-Every step takes the ``<out>.partial`` path (the path the Snakemake rules declare).
 
-Connected components (``"affinity"`` stitching) read each block's nearest-neighbour
-affinities without halo and label the block's own edges
-(:func:`~pipeline_lib.decoding.connected_components.label_block`); the record keeps, for
-each axis with a neighbour below, the labels on the first plane (``first{a}``) and the
-thresholded edges stored there, which cross the face (``crossing{a}``), and for each axis
-with a neighbour above the labels on the last plane (``last{a}``). The stitch joins across
-faces from the records alone, so it reads no affinities, and sends global one-voxel
-components (voxels without any edge) to background. The result equals
-:func:`~pipeline_lib.decoding.registry.decode_array` on the whole volume up to a
-permutation of ids: every edge is used exactly once, inside a block or by the stitch, and
-sizes and contacts are summed over blocks.
+What the result is, by the decoder's stitching (its registration):
 
-waterz and mutex watershed (``"graph"`` stitching) compute fragments of each block with
-the context ``params.halo`` and record the region graph's edges among them and the face
-planes for the edges across the block's lower faces
-(:func:`~pipeline_lib.decoding.graph_decode.graph_record`); the stitch builds one global
-graph from the records, agglomerates it once and writes the final id of every fragment
-(:mod:`~pipeline_lib.decoding.graph_decode`). Only the fragments depend on the grid, near
-block faces.
+- ``"affinity"`` (connected components): equal to
+  :func:`~pipeline_lib.decoding.registry.decode_array` on the whole volume up to a
+  permutation of ids;
+- ``"graph"`` (waterz, mutex watershed): one region graph of per-block fragments,
+  agglomerated once (:mod:`~pipeline_lib.decoding.graph_decode`); only the fragments near
+  block faces depend on the grid;
+- ``"overlap"`` (seeded watershed): blocks decoded with the halo ``params.halo`` and joined by
+  mutual overlap agreement (:mod:`~pipeline_lib.decoding.stitching`), an approximation whose
+  deviation ``tests/decoding/test_blockwise.py`` bounds.
 
-Seeded watershed (``"overlap"`` stitching) decodes each block with the
-halo ``params.halo`` and joins objects of neighbouring blocks that agree on the overlap
-(``params.stitch_overlap``), as cluster_tools' blockwise mutex watershed does; the record
-keeps the labels the block gave inside its halo (``lo{a}``, ``hi{a}``, local ids, objects
-seen only in the halo numbered after the block's own). This is an approximation of
-whole-volume decoding; ``tests/decoding/test_blockwise.py`` measures and bounds its
-deviation.
-
-With ``small_objects: merge`` and ``min_size > 1`` every record also keeps what merging
-needs globally (:func:`~pipeline_lib.decoding.stitching.small_object_record`): the first
-voxel of each local id in C order of the volume (``first_voxel``), the contacts between the
-block's own objects (``contact_pairs``, ``contact_counts``) and its first and last planes
-(``first{a}``, ``last{a}``) for the contacts across faces; the stitch sums them over blocks
-and reads no block labels for them.
+What each record holds, and why the design is so: ``docs/adr/0004-stitching.md``.
 
 Memory: one block with its halo at a time while decoding; while stitching, a few blocks'
-records (or faces) at a time and the id tables; while relabelling, one block of labels and
-the table slices of a job's blocks (the table is memory-mapped).
+records (or faces) and the id tables; while relabelling, one block of labels and the table
+slices of a job's blocks (memory-mapped). Disk: the block labels take 2–4 bytes per voxel of
+scratch until the store is published.
 """
 
 from __future__ import annotations

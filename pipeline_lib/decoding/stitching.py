@@ -12,16 +12,14 @@ Two ways to find the object pairs to join, chosen by the decoder's registration:
   face are joined where the edge crossing the face exceeds the threshold, the same rule as
   inside a block. The block job keeps its labels on its first plane and the thresholded
   crossing edges there; the neighbour below keeps its labels on its last plane.
-- :func:`overlap_face_pairs` (watershed, waterz, mutex watershed): each block was decoded
+- :func:`overlap_face_pairs` (seeded watershed): each block was decoded
   with a halo, and the labels it gave inside the halo were kept (``halo slabs``). Across the
   face between blocks A (below) and B (above), B's halo labels on A's side are compared with
   A's own labels there, and A's halo labels on B's side with B's own labels (the overlap
   stitching of cluster_tools' blockwise mutex watershed, ``stitch_faces``). Objects ``p``
   and ``q`` that share ``n`` voxels in such an overlap are joined when
   ``min(n / n_p, n / n_q) > stitch_overlap``, with ``n_p`` and ``n_q`` their voxel counts in
-  the overlap: *mutual* agreement. A one-sided rule (the larger ratio) was tried first: on
-  noisy affinities it let one object wrongly merged near a block's context edge join
-  everything it overlaps, and the deviation from whole-volume decoding was 3–10× larger.
+  the overlap: *mutual* agreement (why not one-sided: ``docs/adr/0004-stitching.md``).
   Objects seen only in a halo (no voxel in any block's own region) are ignored, so they
   cannot bridge two objects.
 
