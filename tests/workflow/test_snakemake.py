@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
+from pipeline_lib.config.schema import load_schema
 from tests.conftest import CHAIN_RULES, REPO, write_yaml
 from tests.report.test_report_workflow import check_provenance, check_report
 
@@ -145,4 +146,7 @@ def test_sweep_names_a_best_threshold(finished_run):
     best = json.loads((finished_run / "results/sweeps/tiny/cc/tiny_val.json").read_text())
     assert 0.0 < best["threshold"] < 1.0
     table = (finished_run / "results/sweeps/tiny/cc/tiny_val.csv").read_text().splitlines()
-    assert len(table) == 1 + 9  # header + the default thresholds
+    schema = load_schema("config")["properties"]["evaluate"]["properties"]["sweep_thresholds"]
+    grid = schema["properties"]["connected_components"]["default"]  # the method's default grid
+    assert best["thresholds"] == grid and len(table) == 1 + len(grid)  # header + one row per threshold
+    assert best["grid_edge"] in (None, "lowest", "highest") and (best["warning"] is None) == (best["grid_edge"] is None)
