@@ -46,3 +46,18 @@ def test_documented_layout_matches():
         paths.report_file("..."),
     }
     assert documented == ours
+
+
+def test_result_paths_are_spelled_only_in_paths_py():
+    """Rules, scripts and the library take result paths from pipeline_lib.paths (or rules.<name>.output)."""
+    literal = re.compile(r"""["']results/""")
+    files = [*REPO.glob("workflow/**/*.smk"), *REPO.glob("workflow/**/*.py"), *REPO.glob("pipeline_lib/**/*.py")]
+    files.append(REPO / "Snakefile")
+    offending = [
+        f"{f.relative_to(REPO)}:{i}"
+        for f in files
+        if f.name != "paths.py"
+        for i, line in enumerate(f.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert offending == []
