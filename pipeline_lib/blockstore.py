@@ -27,7 +27,7 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline_lib.geometry import BlockGrid, Coord
 from pipeline_lib.io.volumes import commit, final_path, set_store_attrs, store_attrs
@@ -47,6 +47,22 @@ class Step:
     suffix: str
     verb: str
     past: str
+
+
+class BlockSettings(Protocol):
+    """Settings of a blockwise stage (``PredictSettings``, ``DecodeSettings``)."""
+
+    @property
+    def block_shape(self) -> Sequence[int]: ...
+
+    @property
+    def chunk_shape(self) -> Sequence[int]: ...
+
+
+def stage_grid(shape: Sequence[int], settings: BlockSettings) -> BlockGrid:
+    """The chunk-aligned grid a stage with ``settings`` cuts a volume of ``shape`` into (the one
+    :meth:`BlockStore.create` records; planning computes it from the same function)."""
+    return BlockGrid.aligned(shape, settings.block_shape, settings.chunk_shape)
 
 
 def job_count(n_blocks: int, max_jobs: int) -> int:
@@ -194,4 +210,4 @@ class BlockStore:
         return self.final
 
 
-__all__ = ["BlockStore", "Step", "grid_record", "job_count", "job_share", "listed"]
+__all__ = ["BlockSettings", "BlockStore", "Step", "grid_record", "job_count", "job_share", "listed", "stage_grid"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import paths
-from pipeline_lib.blockstore import job_count
+from pipeline_lib.blockstore import job_count, stage_grid
 from pipeline_lib.config import Settings, load_config, read_yaml
 from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.errors import ConfigError, UserError
@@ -100,13 +100,11 @@ class Plan:
 
     def predict_grid(self, dataset: str) -> BlockGrid:
         """The block grid a prediction of ``dataset`` will record (from the dataset's shape)."""
-        p = self.settings.predict
-        return BlockGrid.aligned(self.shapes[dataset], p.block_shape, p.chunk_shape)
+        return stage_grid(self.shapes[dataset], self.settings.predict)
 
     def decode_grid(self, dataset: str) -> BlockGrid:
         """The block grid a decoding of ``dataset`` will record."""
-        d = self.settings.decode
-        return BlockGrid.aligned(self.shapes[dataset], d.block_shape, d.chunk_shape)
+        return stage_grid(self.shapes[dataset], self.settings.decode)
 
     def predict_jobs(self, dataset: str) -> int:
         """How many block jobs predict ``dataset``: ``predict.max_jobs`` at most, whatever its size."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline_lib.blockstore import Step
+from pipeline_lib.blockstore import Step, stage_grid
 from pipeline_lib.config import DecodeSettings
 from pipeline_lib.geometry import BlockGrid
 
@@ -37,7 +37,7 @@ RELABELLED_BLOCKS = Step(folder=RELABELLED, suffix="", verb="relabel", past="rel
 
 def decode_grid(shape: tuple[int, ...], settings: DecodeSettings) -> BlockGrid:
     """The chunk-aligned grid a decoding of a volume of ``shape`` records when it is prepared."""
-    return BlockGrid.aligned(shape, settings.block_shape, settings.chunk_shape)
+    return stage_grid(shape, settings)
 
 
 def block_record(partial: Path, block_id: int) -> Path:

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline_lib.blockstore import GRID_ATTR, BlockStore, Step, grid_record
+from pipeline_lib.blockstore import GRID_ATTR, BlockStore, Step, grid_record, stage_grid
 from pipeline_lib.config import ModelSettings, PredictSettings
 from pipeline_lib.devices import configure_float32_math
 from pipeline_lib.errors import UserError
@@ -99,7 +99,7 @@ __all__ = [
 
 def prediction_grid(volume_shape: Sequence[int], settings: PredictSettings) -> BlockGrid:
     """The block grid of a prediction (chunk-aligned, so block jobs never share a chunk)."""
-    return BlockGrid.aligned(volume_shape, settings.block_shape, settings.chunk_shape)
+    return stage_grid(volume_shape, settings)
 
 
 def _window_predictor(
