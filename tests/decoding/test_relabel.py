@@ -12,7 +12,7 @@ from pipeline_lib.blockstore import BlockStore, job_share
 from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding import decode_blocks, decode_volume, prepare_decoding
 from pipeline_lib.decoding.blockwise import segmentation_dtype
-from pipeline_lib.decoding.partial_store import RELABELLED_BLOCKS, SCRATCH, stitch_dir
+from pipeline_lib.decoding.partial_store import DECODED, RELABELLED_BLOCKS, SCRATCH, stitch_dir
 from pipeline_lib.decoding.registry import decoder_settings
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
 from pipeline_lib.geometry import BlockGrid
@@ -173,3 +173,25 @@ def test_a_long_list_of_missing_blocks_is_cut_to_twenty(tmp_path: Path, affs: Pa
     decode_blocks(affs, partial_path(out), [0], decoder)
     with pytest.raises(RuntimeError, match=r"blocks \[1, 2, .*, 20\] and 75 more were not decoded"):
         stitch_blocks(partial_path(out), decoder)
+
+
+def test_a_killed_decode_job_reruns_only_its_missing_blocks(tmp_path: Path, affs: Path) -> None:
+    decoder = _decoder()
+    partial = prepare_decoding(affs, partial_path(tmp_path / "seg.zarr"), decoder, SETTINGS)
+    store = BlockStore.open(partial, DECODED)
+    shares = [store.share(job, 3) for job in range(3)]  # decode.max_jobs = 3: blocks 0-3, 4-7, 8-11
+    decode_blocks(affs, partial, shares[0], decoder)
+    decode_blocks(affs, partial, [4, 5], decoder)  # the second job was killed after two blocks
+    assert store.missing() == [6, 7, 8, 9, 10, 11]
+    before = {i: store.marker(i).stat().st_mtime_ns for i in range(6)}
+    for share in shares:  # the rerun: every job again, the first finds all its blocks marked
+        decode_blocks(affs, partial, share, decoder)
+    assert store.missing() == []
+    assert {i: store.marker(i).stat().st_mtime_ns for i in range(6)} == before
+    stitch_blocks(partial, decoder)
+    relabel_blocks(partial, range(len(GRID)))
+    finish_decoding(partial)
+    decode_volume(affs, tmp_path / "reference.zarr", decoder, SETTINGS)
+    np.testing.assert_array_equal(
+        read_segmentation(tmp_path / "seg.zarr"), read_segmentation(tmp_path / "reference.zarr")
+    )
