@@ -43,12 +43,14 @@ from pipeline_lib.decoding.stitching import BLOCK_ID_SHIFT, LOCAL_MASK, crossing
 from pipeline_lib.geometry import BlockGrid
 
 OpenRecord = Callable[[int], AbstractContextManager[Mapping[str, Any]]]
+PENDING = 4096  # faces' pair arrays gathered before they are joined into one array
 
 
-def _face_pairs(grid: BlockGrid, open_record: OpenRecord) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
-    """Per-block object counts, and the distinct global id pairs joined across every face."""
+def _face_pairs(grid: BlockGrid, open_record: OpenRecord) -> tuple[NDArray[np.int64], list[NDArray[np.uint64]]]:
+    """Per-block object counts, and the global id pairs joined across every face (in a few large arrays)."""
     n_objects = np.zeros(len(grid), dtype=np.int64)
     pairs: list[NDArray[np.uint64]] = [np.zeros((0, 2), dtype=np.uint64)]
+    pending: list[NDArray[np.uint64]] = []
     for block_id in range(len(grid)):
         with open_record(block_id) as here:
             n_objects[block_id] = len(here["counts"])
@@ -58,15 +60,27 @@ def _face_pairs(grid: BlockGrid, open_record: OpenRecord) -> tuple[NDArray[np.in
                     continue
                 with open_record(below) as there:
                     local = crossing_pairs(here[f"first{axis}"], here[f"crossing{axis}"], there[f"last{axis}"])
-                pairs.append(np.stack([globalize(local[:, 0], block_id), globalize(local[:, 1], below)], axis=1))
-    return n_objects, np.concatenate(pairs)
+                pending.append(np.stack([globalize(local[:, 0], block_id), globalize(local[:, 1], below)], axis=1))
+        if len(pending) >= PENDING:  # a few large arrays, not one small array per face
+            pairs.append(np.concatenate(pending))
+            pending = []
+    return n_objects, [*pairs, *pending]
 
 
-def _components(pairs: NDArray[np.uint64]) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-    """The sorted ids in ``pairs`` and the component of each under the pairs, numbered by smallest member."""
-    every = np.unique(pairs)
-    index = np.searchsorted(every, pairs)
+def _components(pairs: list[NDArray[np.uint64]]) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """The sorted ids in ``pairs`` and the component of each under the pairs, numbered by smallest member.
+
+    Empties ``pairs`` as it goes, turning each array into int32 (or int64) indices into the ids.
+    """
+    every = np.unique(np.concatenate([np.unique(p) for p in pairs]))
+    small = np.int32 if len(every) < 2**31 else np.int64
+    parts: list[NDArray[np.integer]] = []
+    while pairs:  # each array of ids freed as soon as its indices exist
+        parts.append(np.searchsorted(every, pairs.pop()).astype(small))
+    index = np.concatenate(parts)
+    del parts
     graph = coo_matrix((np.ones(len(index), np.int8), (index[:, 0], index[:, 1])), shape=(len(every), len(every)))
+    del index
     _, component = graph_components(graph, directed=False)
     return every, component.astype(np.int64)
 
