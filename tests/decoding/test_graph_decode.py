@@ -8,7 +8,7 @@ from pathlib import Path
 import fastremap
 import numpy as np
 import pytest
-from decoding_helpers import decode_settings, read_segmentation, write_affinities
+from decoding_helpers import decode_settings, read_segmentation, same_partition, write_affinities
 
 from pipeline_lib.decoding import decode_volume, decoder_settings
 from pipeline_lib.decoding.graph_decode import build_graph, graph_record, graph_segmentations
@@ -120,3 +120,23 @@ def test_blockwise_equals_whole_volume_on_real_shapes(tmp_path, gala_affinities,
         assert deviation <= 0.001, block
         assert to_truth <= 0.003, block
     assert evaluate_arrays(whole, labels).arand <= 0.003
+
+
+@pytest.mark.parametrize("mode", ["merge", "background"])
+def test_small_objects_on_the_graph_follow_the_voxel_rule(tmp_path, mode: str) -> None:
+    """One block through the pipeline (small objects by the graph's contact counts and first
+    voxels) equals decode_array (the voxel post-processing of postprocess.py)."""
+    from pipeline_lib.data.synthetic import generate
+    from pipeline_lib.decoding import decode_array
+
+    labels = generate((16, 48, 48), seed=2, cell_size=10).labels
+    affs, _ = affinities(labels, GALA_OFFSETS[:6])
+    noisy = np.clip(affs + np.random.default_rng(2).normal(0.0, 0.25, affs.shape), 0.0, 1.0)
+    stored = as_float(np.round(noisy * 255).astype(np.uint8))
+    store = write_affinities(tmp_path / "affs.zarr", stored, GALA_OFFSETS[:6], (16, 48, 48), "uint8")
+    for method in ("waterz", "mutex_watershed"):
+        decoder = decoder_settings({"method": method, "threshold": 0.6, "min_size": 60, "small_objects": mode})
+        decode_volume(store, tmp_path / f"{method}.zarr", decoder, decode_settings((16, 48, 48)))
+        whole = decode_array(stored, GALA_OFFSETS[:6], decoder)
+        assert 0 < len(np.unique(whole)) and np.bincount(whole.ravel())[1:].min(initial=60) >= 60
+        assert same_partition(read_segmentation(tmp_path / f"{method}.zarr"), whole), method
