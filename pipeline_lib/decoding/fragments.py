@@ -66,11 +66,12 @@ def fragments(
     distance = distance_transform_edt(inside).astype(np.float32)
     maxima = (maximum_filter(distance, size=min_seed_distance) == distance) & inside
     seeds, n = label(maxima, output=np.uint32)
-    regions, _ = label(inside, output=np.uint32)
-    seeded = np.unique(regions[maxima])
-    unseeded = regions.copy()
-    unseeded[np.isin(regions, seeded)] = 0
-    seeds[unseeded != 0] = unseeded[unseeded != 0] + np.uint32(n)  # a whole region without a maximum
+    regions, n_regions = label(inside, output=np.uint32)
+    without_seed = np.ones(n_regions + 1, dtype=bool)
+    without_seed[regions[maxima]] = False
+    without_seed[0] = False
+    whole = without_seed[regions]
+    seeds[whole] = regions[whole] + np.uint32(n)  # a whole region without a maximum is one seed
     labels = watershed(1.0 - mean_affinity(affinities, offsets), markers=seeds)
     relabelled, _ = fastremap.renumber(labels.astype(np.uint32, copy=False), preserve_zero=True, in_place=True)
     result: NDArray[np.uint32] = relabelled.astype(np.uint32, copy=False)
