@@ -33,6 +33,7 @@ Attributes of the output: ``provenance`` (settings, inputs, commit), ``checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -277,14 +278,17 @@ def _predict_block(
     one chunk row at a time. No float32 copy of the block is held, nor of the context unless
     the volume is thinner than the window along some axis (then MONAI-style padding needs one)."""
     rows = settings.chunk_shape[0]
-    affinities = RowWriter(target, block, rows, settings.dtype)
-    variance = RowWriter(uncertainty, block, rows, np.float16) if uncertainty is not None else None
     context_image = np.asarray(image[context.slices])
     slabs = _blend(predictor, context_image, block.relative_to(context), window, settings, device, desc, True)
-    for _, outputs in slabs:  # in z order, covering the block once; encoded on the device
-        affinities.add(outputs[0].numpy())
-        if variance is not None:
-            variance.add(outputs[1].numpy())
+    with contextlib.ExitStack() as writers:  # every write has finished (or raised) when this ends
+        affinities = writers.enter_context(RowWriter(target, block, rows, settings.dtype))
+        variance = (
+            writers.enter_context(RowWriter(uncertainty, block, rows, np.float16)) if uncertainty is not None else None
+        )
+        for _, outputs in slabs:  # in z order, covering the block once; encoded on the device
+            affinities.add(outputs[0].numpy())
+            if variance is not None:
+                variance.add(outputs[1].numpy())
 
 
 def predict_blocks(

@@ -1,11 +1,14 @@
-"""Block writes of predicted outputs one chunk row at a time (:class:`RowWriter`), and their
-encoding on the device (:func:`encode_tensors`).
+"""Block writes of predicted outputs one chunk row at a time (:class:`RowWriter`, in a
+background thread so that storage keeps up with the device), and their encoding on the
+device (:func:`encode_tensors`).
 
 The encoding of the affinities written is :mod:`pipeline_lib.io.affinities`.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -26,13 +29,20 @@ def encode_tensors(outputs: tuple[torch.Tensor, ...], dtype: str) -> tuple[torch
 
 
 class RowWriter:
-    """Takes a block's z-rows in order and writes every ``rows`` of them (a chunk row) at once."""
+    """Takes a block's z-rows in order and writes every ``rows`` of them (a chunk row) at once.
 
-    def __init__(self, array: Any, block: Box, rows: int, dtype: Any) -> None:
-        self.array, self.block = array, block
+    Writes run in a background thread (zarr encodes a row's chunks in parallel there), at most
+    ``in_flight`` at a time, while the caller computes the next rows; :meth:`close` waits for
+    all of them and re-raises a failed write. Use it as a context manager.
+    """
+
+    def __init__(self, array: Any, block: Box, rows: int, dtype: Any, in_flight: int = 2) -> None:
+        self.array, self.block, self.in_flight = array, block, in_flight
         self.buffer = np.empty((array.shape[0], min(rows, block.shape[0]), *block.shape[1:]), dtype=dtype)
         self.start = 0  # block row held by buffer row 0
         self.filled = 0
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="row-writer")
+        self.pending: deque[Future[None]] = deque()
 
     def add(self, values: np.ndarray) -> None:
         """The next rows ``(C, dz, y, x)`` of the block (cast to the buffer's dtype)."""
@@ -45,6 +55,24 @@ class RowWriter:
             if self.filled == len(self.buffer[0]) or self.start + self.filled == self.block.shape[0]:
                 z = self.block.begin[0] + self.start
                 region = (slice(None), slice(z, z + self.filled), *self.block.slices[1:])
-                self.array[region] = self.buffer[:, : self.filled]
+                while len(self.pending) >= self.in_flight:
+                    self.pending.popleft().result()
+                self.pending.append(
+                    self.pool.submit(self.array.__setitem__, region, self.buffer[:, : self.filled].copy())
+                )
                 self.start += self.filled
                 self.filled = 0
+
+    def close(self) -> None:
+        """Wait for every write; the first failed one raises here."""
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -12,6 +12,7 @@ from monai.inferers import sliding_window_inference
 from monai.inferers.utils import _get_scan_interval
 
 from pipeline_lib.geometry import BlockGrid
+from pipeline_lib.inference import sliding
 from pipeline_lib.inference.sliding import (
     blend_region,
     count_windows,
@@ -88,14 +89,18 @@ def test_small_volume_is_padded_like_monai() -> None:
     ],
 )
 @pytest.mark.parametrize("batch_size", [2, 64])  # 64: batches span several z starts
+@pytest.mark.parametrize("vectorized", [False, True])  # the CPU's window-by-window sums and the GPU's index_add_
 def test_blend_region_streams_monai_blend(
     shape: tuple[int, int, int],
     window: tuple[int, int, int],
     overlap: float,
     region: tuple[slice, ...],
     batch_size: int,
+    vectorized: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Slabs in z order cover the region once and equal MONAI's whole-image blend there (tuple outputs too)."""
+    monkeypatch.setattr(sliding, "VECTORIZED_ON_CPU", vectorized)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 2, 3, padding=1))
 
@@ -121,3 +126,16 @@ def test_blend_region_streams_monai_blend(
     assert rows == got[0].shape[1]
     for g, w in zip(got, whole, strict=True):
         np.testing.assert_allclose(g, w[0][(slice(None), *region)].numpy(), atol=1e-6, rtol=0)
+
+
+def test_both_ways_of_adding_windows_give_the_same_sums(monkeypatch: pytest.MonkeyPatch) -> None:
+    """index_add_ (GPUs) and window-by-window slices (CPU) sum in the same order: equal bit for bit."""
+    torch.manual_seed(0)
+    net = torch.nn.Conv3d(1, 3, 3, padding=1)
+    image = np.random.default_rng(2).random((20, 37, 29)).astype(np.float32)
+    region = (slice(3, 17), slice(5, 33), slice(0, 29))
+    results = []
+    for vectorized in (False, True):
+        monkeypatch.setattr(sliding, "VECTORIZED_ON_CPU", vectorized)
+        results.append(blend(image, net, (8, 16, 16), 0.5, 5, region)[0])
+    np.testing.assert_array_equal(results[0], results[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,30 @@ def test_row_writer_writes_each_row_of_the_block_once(tmp_path: Path):
     array = create_array(tmp_path / "s.zarr", "affinities", (2, 20, 8, 8), np.uint8, (2, 4, 8, 8), (1, 1, 1))
     block = Box((4, 0, 0), (15, 8, 8))  # 11 rows: two full chunk rows of 4 and a last one of 3
     values = np.arange(2 * 11 * 8 * 8).reshape(2, 11, 8, 8) % 251
-    writer = RowWriter(array, block, rows=4, dtype=np.uint8)
-    for start, stop in [(0, 3), (3, 9), (9, 11)]:  # slabs that do not follow chunk rows
-        writer.add(values[:, start:stop])
+
+    class Slow:  # a store whose writes take a while: the writer's buffer refills meanwhile
+        shape = array.shape
+
+        def __setitem__(self, region, value):
+            time.sleep(0.05)
+            array[region] = value
+
+    with RowWriter(Slow(), block, rows=4, dtype=np.uint8, in_flight=2) as writer:
+        for start, stop in [(0, 3), (3, 9), (9, 11)]:  # slabs that do not follow chunk rows
+            writer.add(values[:, start:stop])
     stored = array[...]
     np.testing.assert_array_equal(stored[:, 4:15], values)
     assert not stored[:, :4].any() and not stored[:, 15:].any()
+
+
+def test_row_writer_raises_a_failed_background_write_when_closed(tmp_path: Path):
+    class Failing:
+        shape = (1, 8, 4, 4)
+
+        def __setitem__(self, region, value):
+            raise OSError("disk full")
+
+    writer = RowWriter(Failing(), Box((0, 0, 0), (8, 4, 4)), rows=4, dtype=np.uint8)
+    writer.add(np.zeros((1, 4, 4, 4), np.uint8))  # written in the background: no error here
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
