@@ -150,3 +150,31 @@ def test_cuda_bf16_channels_last_is_close_to_fp32(case: dict[str, Path]) -> None
     a = predict_array(make_predictor(case["ckpt"], model, fp32, cuda), image, model, fp32)
     b = predict_array(low, image, model, bf16)
     assert np.abs(a - b).max() < 0.05
+
+
+def test_auto_batch_size_on_a_pretend_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arithmetic and caching of ``batch_size: auto`` with CUDA's memory queries answered by hand."""
+    import pipeline_lib.inference.predictor as predictor_module
+
+    probes: list[str] = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (8 * 10**9, 16 * 10**9))
+    monkeypatch.setattr(predictor_module, "probe_bytes_per_item", lambda run, device: probes.append("probe") or 1e8)
+    predictor = WindowPredictor([torch.nn.Conv3d(1, 3, 1)], [[-1, 0, 0], [0, -1, 0], [0, 0, -1]])
+    cuda = torch.device("cuda")
+    assert predictor.batch_size("auto", (8, 32, 32), cuda) == 40  # half of 8 GB at 100 MB per window
+    assert predictor.batch_size("auto", (8, 32, 32), cuda) == 40 and probes == ["probe"]  # measured once
+    predictor.batch_size("auto", (16, 32, 32), cuda)
+    assert len(probes) == 2  # another window shape is measured again
+
+    calls: list[int] = []
+    peak = {"now": 1000}
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1000)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: peak.update(now=1000))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: peak["now"])
+
+    def run(n: int) -> None:
+        calls.append(n)
+        peak["now"] = 1000 + n * 250
+
+    assert devices.probe_bytes_per_item(run, cuda) == 250 and calls == [4]
