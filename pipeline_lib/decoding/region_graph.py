@@ -86,8 +86,7 @@ def aggregate(u: NDArray[np.integer], v: NDArray[np.integer], values: NDArray[np
     hi = np.maximum(u, v).astype(np.int64)
     if len(lo) == 0:
         return empty_table()
-    width = int(hi.max()) + 1
-    keys = lo * width + hi
+    keys, width, ids = _pair_keys(lo, hi, BINS)
     if histogram:
         cells, cell_count = np.unique(keys * BINS + values, return_counts=True)
         cell_key, cell_bin = np.divmod(cells, BINS)
@@ -101,7 +100,25 @@ def aggregate(u: NDArray[np.integer], v: NDArray[np.integer], values: NDArray[np
         empty = np.zeros(0, dtype=np.int64)
         hist = (empty, np.zeros(0, dtype=np.uint8), empty)
     eu, ev = np.divmod(edge_keys, width)
+    if ids is not None:
+        eu, ev = ids[eu], ids[ev]
     return EdgeTable(eu, ev, count.astype(np.int64), total, *hist)
+
+
+def _pair_keys(
+    lo: NDArray[np.int64], hi: NDArray[np.int64], room: int = 1
+) -> tuple[NDArray[np.int64], int, NDArray[np.int64] | None]:
+    """Keys ``lo * width + hi`` that stay below ``2**63 / room``: (keys, width, ids or None).
+
+    Node ids too large for that (graphs of billions of fragments) are first replaced by their
+    rank among the ids present; ``ids[rank]`` gives them back.
+    """
+    width = int(hi.max(initial=0)) + 1
+    if width < 2**31 // max(1, int(np.sqrt(room))):
+        return lo * width + hi, width, None
+    ids, inverse = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    rank_lo, rank_hi = inverse[: len(lo)].astype(np.int64), inverse[len(lo) :].astype(np.int64)
+    return rank_lo * len(ids) + rank_hi, len(ids), ids
 
 
 def combine(tables: Sequence[EdgeTable], endpoints: Sequence[tuple[NDArray[np.int64], NDArray[np.int64]]]) -> EdgeTable:
@@ -121,8 +138,8 @@ def combine(tables: Sequence[EdgeTable], endpoints: Sequence[tuple[NDArray[np.in
         return empty_table()
     u, v = np.concatenate(us), np.concatenate(vs)
     keep = u != v  # two fragments that became one node: no edge
-    width = int(v.max()) + 1
-    keys, inverse = np.unique(u[keep] * width + v[keep], return_inverse=True)
+    pair_keys, width, ids = _pair_keys(u[keep], v[keep])
+    keys, inverse = np.unique(pair_keys, return_inverse=True)
     n = len(keys)
     row = np.full(start, -1, dtype=np.int64)
     row[keep] = inverse
@@ -134,6 +151,8 @@ def combine(tables: Sequence[EdgeTable], endpoints: Sequence[tuple[NDArray[np.in
     cell_count = np.bincount(cell_inverse, weights=np.concatenate(h_count)[in_graph], minlength=len(cells))
     cell_edge, cell_bin = np.divmod(cells, BINS)
     eu, ev = np.divmod(keys, width)
+    if ids is not None:
+        eu, ev = ids[eu], ids[ev]
     return EdgeTable(eu, ev, count, total, cell_edge, cell_bin.astype(np.uint8), cell_count.astype(np.int64))
 
 

@@ -108,3 +108,12 @@ def test_float_affinities_round_to_uint8_and_channels_split() -> None:
     assert as_uint8(np.array([0.0, 0.5, 1.0, 1.2], np.float32)).tolist() == [0, 128, 255, 255]
     assert nearest_split(LONG) == ([0, 1, 2], [3, 4])
     assert face_depth(LONG, 1) == 3 and face_depth(NN, 0) == 1
+
+
+def test_node_ids_beyond_the_key_range_are_ranked_first() -> None:
+    big = 2**40  # (u * width + v) * 256 would overflow int64
+    table = aggregate(np.array([big + 5, big]), np.array([big, 7]), np.array([3, 9], np.uint8), True)
+    assert as_dict(table) == {(7, big): (1, 9, {9: 1}), (big, big + 5): (1, 3, {3: 1})}
+    both = combine([table, table], [(table.u, table.v), (table.u, table.v)])
+    assert as_dict(both) == {(7, big): (2, 18, {9: 2}), (big, big + 5): (2, 6, {3: 2})}
+    assert len(combine([table], [(table.u, table.u)])) == 0  # every pair joined into one node
