@@ -20,8 +20,7 @@ from typing import Any
 
 from pipeline_lib import paths
 from pipeline_lib.blockstore import job_count, stage_grid
-from pipeline_lib.config import Settings, load_config, read_yaml
-from pipeline_lib.config.schema import validate_with_defaults
+from pipeline_lib.config import Settings, job_config, read_yaml, validate_config
 from pipeline_lib.errors import ConfigError, UserError
 from pipeline_lib.geometry import BlockGrid, reflect_padding_problem
 from pipeline_lib.io.sources import source_files
@@ -58,12 +57,8 @@ class Plan:
         """
         for file in config_files:
             read_yaml(file)
-        settings = load_config(config)
-        plan = cls(
-            settings,
-            validate_with_defaults(config, "config", "config"),
-            check_run(settings, check_networks, network_cache),
-        )
+        data, settings = validate_config(config)
+        plan = cls(settings, data, check_run(settings, check_networks, network_cache))
         plan._check_windows()
         return plan
 
@@ -81,6 +76,11 @@ class Plan:
                         f"config key 'predict.padding_mode': dataset '{dataset}' (shape {list(self.shapes[dataset])}) "
                         f"and window {list(window)}: {problem}; use padding_mode 'replicate' or 'constant'"
                     )
+
+    def job_config(self) -> dict[str, Any]:
+        """The config the jobs receive: validated here once, rebuilt there without validation
+        (:func:`pipeline_lib.config.job_settings`)."""
+        return job_config(self.config, self.settings)
 
     def datasets_with_role(self, role: str) -> list[str]:
         return self.settings.datasets_with_role(role)
@@ -227,7 +227,11 @@ class Plan:
 def one_line(error: BaseException, log_file: str | Path) -> str:
     """The terminal's line for a failed job: a user mistake or data fault as its message
     alone, anything else (a bug) by type and first line, pointing to the log's traceback."""
-    text = " ".join(str(error).split())
+    text = str(error).strip()
+    if "Traceback (most recent call last)" in text:  # re-raised from a worker (PyTorch's DataLoader)
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    text = " ".join(text.split())
     if isinstance(error, UserError):
         return f"Error: {text}"
     return f"Error: {type(error).__name__}: {text} (traceback in {log_file})"

@@ -475,3 +475,45 @@ def test_load_datasets_names_the_file_of_a_duplicate(tmp_path: Path) -> None:
     path = tmp_path / "d.yaml"
     path.write_text("datasets:\n  a: {}\n  a: {}\n")
     _expect(lambda: load_datasets(path), "d.yaml", "line 3", "'a'")
+
+
+@pytest.mark.parametrize(
+    ("architecture", "params", "patch", "names"),
+    [
+        ("rsunet", {}, [15, 31, 31], ("models.tiny", "patch_shape [15, 31, 31] does not fit", "divisible")),
+        ("segresnet", {}, [16, 30, 30], ("models.tiny", "patch_shape [16, 30, 30] does not fit")),
+    ],
+)
+def test_a_patch_the_network_cannot_take_is_caught_at_start(
+    tiny_run: tuple[Path, Config], architecture: str, params: dict[str, Any], patch: list[int], names: tuple[str, ...]
+) -> None:
+    _, config = tiny_run
+    _model(config).update(architecture=architecture, architecture_params=params, patch_shape=patch)
+    _expect(lambda: Plan.from_config(config), *names)
+
+
+def test_a_network_the_meta_device_cannot_run_is_left_to_training(tiny_run: tuple[Path, Config]) -> None:
+    from pipeline_lib.startup import run_on_meta
+
+    _, config = tiny_run
+    _model(config).update(architecture="swin_unetr", architecture_params={"feature_size": 12})
+    plan = Plan.from_config(config, check_networks=False)
+    run_on_meta(plan.settings.models["tiny"])  # data-dependent code (Tensor.item) on meta: no verdict, no error
+
+
+def test_passed_network_checks_are_remembered(
+    tiny_run: tuple[Path, Config], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline_lib.startup as startup
+
+    _, config = tiny_run
+    cache = tmp_path / "checked.json"
+    Plan.from_config(config, network_cache=cache)
+    assert len(json.loads(cache.read_text())) == 1
+    calls: list[object] = []
+    monkeypatch.setattr(startup, "run_on_meta", calls.append)
+    Plan.from_config(config, network_cache=cache)
+    assert calls == []  # the same entry: not built again
+    _model(config)["learning_rate"] = 0.5
+    Plan.from_config(config, network_cache=cache)
+    assert len(calls) == 1

@@ -46,3 +46,12 @@ def test_a_job_that_succeeds_leaves_its_output_in_the_log(tmp_path: Path, capsys
         print("done")
     assert capsys.readouterr().err == ""
     assert "done" in (tmp_path / "ok.log").read_text()
+
+
+def test_an_error_re_raised_from_a_worker_keeps_only_its_message() -> None:
+    wrapped = DataError(
+        "Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n    read()\n'
+        "pipeline_lib.errors.DataError: vol.zarr: array 'image': chunk c/0/0/1 is damaged (ValueError: crc)\n"
+    )
+    assert one_line(wrapped, "x.log") == "Error: vol.zarr: array 'image': chunk c/0/0/1 is damaged (ValueError: crc)"

@@ -47,9 +47,12 @@ __all__ = [
     "ResourceSettings",
     "Settings",
     "build",
+    "job_config",
+    "job_settings",
     "load_config",
     "load_datasets",
     "read_yaml",
+    "validate_config",
 ]
 
 T = typing.TypeVar("T")
@@ -242,11 +245,12 @@ def _check_ensembles(data: Mapping[str, Any]) -> None:
                     )
 
 
-def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings:
-    """Validate a config mapping (as Snakemake loads it) and everything it refers to.
+def validate_config(config: Mapping[str, Any], check_files: bool = True) -> tuple[dict[str, Any], Settings]:
+    """Validate a config mapping (as Snakemake loads it) and everything it refers to, once.
 
-    Datasets not listed under ``datasets`` are validated for syntax only, so a datasets
-    file may declare data that is absent on this machine.
+    Returns the config with every schema default filled in, and the typed settings. Datasets
+    not listed under ``datasets`` are validated for syntax only, so a datasets file may
+    declare data that is absent on this machine.
     """
     data = validate_with_defaults(config, "config", "config")
     _check_block_shapes(data)
@@ -264,8 +268,17 @@ def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings
             )
     if check_files:
         _check_files(list(selected.values()))
+    return data, _settings(data, selected)
+
+
+def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings:
+    """The typed settings of a config mapping, validated (:func:`validate_config`)."""
+    return validate_config(config, check_files)[1]
+
+
+def _settings(data: Mapping[str, Any], datasets: dict[str, DatasetSpec]) -> Settings:
     return Settings(
-        datasets=selected,
+        datasets=datasets,
         models=build(dict[str, ModelSettings], data["models"]),
         ensembles=build(dict[str, EnsembleSettings], data["ensembles"]),
         decoders=build(dict[str, DecoderSettings], data["decoders"]),
@@ -275,3 +288,23 @@ def load_config(config: Mapping[str, Any], check_files: bool = True) -> Settings
         evaluate=build(EvaluateSettings, data["evaluate"]),
         resources=build(dict[str, ResourceSettings], data["resources"]),
     )
+
+
+#: The key under which :func:`job_config` carries the selected datasets, resolved.
+RESOLVED_DATASETS = "_resolved_datasets"
+
+
+def job_config(data: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """What the workflow hands its jobs as ``config`` once validated: the config with its
+    defaults (``data`` of :func:`validate_config`) and the selected datasets, resolved, so
+    that :func:`job_settings` rebuilds the settings without validating or reading a file."""
+    datasets = {name: dataclasses.asdict(spec) for name, spec in settings.datasets.items()}
+    return {**data, RESOLVED_DATASETS: datasets}
+
+
+def job_settings(config: Mapping[str, Any]) -> Settings:
+    """The typed settings of a job, from the :func:`job_config` its workflow validated at start."""
+    if RESOLVED_DATASETS not in config:
+        raise ConfigError("this config was not validated at workflow start (run the job through the workflow)")
+    datasets = {name: build(DatasetSpec, spec) for name, spec in config[RESOLVED_DATASETS].items()}
+    return _settings(config, datasets)

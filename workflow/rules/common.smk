@@ -5,7 +5,6 @@ import re
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
 
 from pipeline_lib.errors import UserError
 from pipeline_lib.io.volumes import partial_path
@@ -27,9 +26,10 @@ from pipeline_lib.workflow import Plan
 # itself sets OMP_NUM_THREADS and the BLAS thread counts to each job's threads).
 wait_passively()
 
-# pipeline_lib validates first, for one clear message per mistake (and fills the defaults,
-# inside named entries and per-method decoder params too); Snakemake's validate() then
-# checks the same schema.
+# Validation happens once, here, before any job: the schema (filling the defaults, inside named
+# entries and per-method decoder params too), cross-references and file headers
+# (pipeline_lib.startup), with one clear message per mistake. Jobs then receive the validated
+# config and rebuild their typed settings from it without validating again (job_settings).
 try:
     PLAN = Plan.from_config(
         config,
@@ -40,7 +40,7 @@ try:
 except UserError as error:
     print(f"Configuration error: {error}", file=sys.stderr)
     sys.exit(1)
-validate(config, "../../pipeline_lib/schemas/config.schema.yaml", set_default=False)
+config.update(PLAN.job_config())
 if workflow.is_main_process:  # once per run, not again in every cluster job
     for warning in PLAN.block_shape_warnings():
         print(f"Warning: {warning}", file=sys.stderr)

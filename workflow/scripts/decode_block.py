@@ -3,13 +3,13 @@
 from pathlib import Path
 
 from pipeline_lib.blockstore import BlockStore
-from pipeline_lib.config import load_config
+from pipeline_lib.config import job_settings
 from pipeline_lib.decoding import decode_blocks, tuned_decoder
 from pipeline_lib.decoding.partial_store import DECODED
 from pipeline_lib.workflow import job_logging
 
 with job_logging(snakemake.log[0]):
-    settings = load_config(snakemake.config, check_files=False)
+    settings = job_settings(snakemake.config)
     sweep = snakemake.input.sweep[0] if snakemake.input.sweep else None
     decoder = tuned_decoder(settings.decoders[snakemake.wildcards.decoder], sweep)
     partial = snakemake.input.partial

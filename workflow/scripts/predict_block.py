@@ -5,12 +5,12 @@ from pathlib import Path
 import torch
 
 from pipeline_lib.blockstore import BlockStore
-from pipeline_lib.config import load_config
+from pipeline_lib.config import job_settings
 from pipeline_lib.inference.predict import PREDICTED, predict_blocks
 from pipeline_lib.workflow import job_logging
 
 with job_logging(snakemake.log[0]):
-    settings = load_config(snakemake.config, check_files=False)
+    settings = job_settings(snakemake.config)
     torch.set_num_threads(snakemake.threads)
     partial = snakemake.input.partial
     blocks = BlockStore.open(partial, PREDICTED).share(int(snakemake.wildcards.job), snakemake.params.n_jobs)

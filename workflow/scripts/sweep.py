@@ -1,11 +1,11 @@
 """Snakemake script of rule `sweep`: one decoder over a list of thresholds on a validation dataset."""
 
-from pipeline_lib.config import load_config
+from pipeline_lib.config import job_settings
 from pipeline_lib.decoding import sweep
 from pipeline_lib.workflow import job_logging
 
 with job_logging(snakemake.log[0]):
-    settings = load_config(snakemake.config, check_files=False)
+    settings = job_settings(snakemake.config)
     sweep(
         snakemake.input.affinities,
         snakemake.input.volume,

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from pipeline_lib.config import load_config
+from pipeline_lib.config import job_settings
 from pipeline_lib.training.train import train_model
 from pipeline_lib.workflow import job_logging
 
 with job_logging(snakemake.log[0]):
-    settings = load_config(snakemake.config, check_files=False)
+    settings = job_settings(snakemake.config)
     train_model(
         settings.models[snakemake.wildcards.model],
         train_stores=snakemake.input.train,
