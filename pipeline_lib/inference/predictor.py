@@ -18,7 +18,8 @@ contract of :class:`~pipeline_lib.training.module.AffinityModule`: in eval mode
   convolutions prefer under 16-bit autocast (:func:`use_channels_last`);
 - **batch size**: :meth:`WindowPredictor.batch_size` turns ``predict.batch_size: auto`` into
   windows per forward pass: on CUDA half the free GPU memory divided by the measured peak
-  memory per window of this predictor (TTA, ensemble and MC passes included), on the CPU
+  memory per window of this predictor (TTA, ensemble and MC passes included) plus what
+  blending a window takes on the GPU, on the CPU
   :data:`~pipeline_lib.devices.CPU_BATCH_SIZE`.
 
 Everything runs on the device of the windows it is given (the models' device); nothing is
@@ -30,6 +31,7 @@ It is always called inside ``torch.inference_mode()`` by the sliding window.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -232,7 +234,10 @@ class WindowPredictor:
                 with torch.random.fork_rng(devices=[device]), torch.inference_mode():
                     self(torch.zeros((n, 1, *key), device=device))
 
-            self._auto_batch[key] = batch_for_memory(free, probe_bytes_per_item(run, device))
+            # blending a window on the GPU adds int64 indices and float32 weighted copies per channel
+            channels = self.n_affinities * (2 if self.mc_samples > 0 else 1)
+            blending = math.prod(key) * (16 * channels + 12)
+            self._auto_batch[key] = batch_for_memory(free, probe_bytes_per_item(run, device) + blending)
             log.info("predict.batch_size auto: %d windows of %s per forward pass", self._auto_batch[key], key)
         return self._auto_batch[key]
 

@@ -161,8 +161,10 @@ def test_auto_batch_size_on_a_pretend_gpu(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(predictor_module, "probe_bytes_per_item", lambda run, device: probes.append("probe") or 1e8)
     predictor = WindowPredictor([torch.nn.Conv3d(1, 3, 1)], [[-1, 0, 0], [0, -1, 0], [0, 0, -1]])
     cuda = torch.device("cuda")
-    assert predictor.batch_size("auto", (8, 32, 32), cuda) == 40  # half of 8 GB at 100 MB per window
-    assert predictor.batch_size("auto", (8, 32, 32), cuda) == 40 and probes == ["probe"]  # measured once
+    per_window = 1e8 + 8 * 32 * 32 * (16 * 3 + 12)  # the forward pass, then blending's indices and copies
+    expected = int(0.5 * 8e9 / per_window)  # half of the free 8 GB
+    assert expected == 39 and predictor.batch_size("auto", (8, 32, 32), cuda) == expected
+    assert predictor.batch_size("auto", (8, 32, 32), cuda) == expected and probes == ["probe"]  # measured once
     predictor.batch_size("auto", (16, 32, 32), cuda)
     assert len(probes) == 2  # another window shape is measured again
 
