@@ -41,6 +41,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -259,9 +260,24 @@ def prepare_prediction(
     return partial
 
 
+def _read_ahead(pending: Iterator[tuple[int, Box, Box]], image: Any) -> Iterator[tuple[int, Box, Box, np.ndarray]]:
+    """``(block_id, block, context, context image)`` of each pending block; the next block's
+    context is read from the volume in a background thread while the caller predicts this one
+    (two contexts in memory at most)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="context-reader") as reader:
+        current: tuple[tuple[int, Box, Box], Future[np.ndarray]] | None = None
+        for item in pending:
+            following = (item, reader.submit(lambda box: np.asarray(image[box.slices]), item[2]))
+            if current is not None:
+                yield (*current[0], current[1].result())
+            current = following
+        if current is not None:
+            yield (*current[0], current[1].result())
+
+
 def _predict_block(
     predictor: WindowPredictor,
-    image: Any,
+    context_image: np.ndarray,
     block: Box,
     context: Box,
     window: Sequence[int],
@@ -271,14 +287,14 @@ def _predict_block(
     uncertainty: Any | None,
     desc: str = "",
 ) -> None:
-    """Predict one block from its context and write it (and its variance) to the block's chunks.
+    """Predict one block from its context (read in its stored dtype) and write it (and its
+    variance) to the block's chunks.
 
-    The context is read once in its stored dtype and windows are normalised as they run; the
+    Windows are normalised as they run; the
     final z-slabs of the block (see :func:`~.sliding.blend_region`) are encoded and written
     one chunk row at a time. No float32 copy of the block is held, nor of the context unless
     the volume is thinner than the window along some axis (then MONAI-style padding needs one)."""
     rows = settings.chunk_shape[0]
-    context_image = np.asarray(image[context.slices])
     slabs = _blend(predictor, context_image, block.relative_to(context), window, settings, device, desc, True)
     with contextlib.ExitStack() as writers:  # every write has finished (or raised) when this ends
         affinities = writers.enter_context(RowWriter(target, block, rows, settings.dtype))
@@ -317,19 +333,32 @@ def predict_blocks(
         torch.backends.cudnn.benchmark = True  # every window has one shape: autotune its convolutions once
     predictor: WindowPredictor | None = None
     done: list[int] = []
-    for block_id in block_ids:
-        if store.done(block_id):
-            log.info("block %d already predicted", block_id)
-            continue
+
+    def pending() -> Iterator[tuple[int, Box, Box]]:
+        for block_id in block_ids:
+            if store.done(block_id):
+                log.info("block %d already predicted", block_id)
+                continue
+            block = grid.block(block_id)
+            yield block_id, block, window_context(block, image.shape, window, settings.overlap)
+
+    start = time.perf_counter()
+    for block_id, block, context, context_image in _read_ahead(pending(), image):
         if predictor is None:
             predictor = make_predictor(checkpoint, model, settings, dev)
-        start = time.perf_counter()
-        block = grid.block(block_id)
-        context = window_context(block, image.shape, window, settings.overlap)
         if settings.mc_dropout_samples > 0:
             torch.manual_seed(model.seed + block_id)  # reruns of a block give the same sample
         _predict_block(
-            predictor, image, block, context, window, settings, dev, target, uncertainty, f"block {block_id} windows"
+            predictor,
+            context_image,
+            block,
+            context,
+            window,
+            settings,
+            dev,
+            target,
+            uncertainty,
+            f"block {block_id} windows",
         )
         store.mark(block_id, json.dumps({"block": block_id, "box": str(block), "context": str(context)}))
         done.append(block_id)
@@ -344,6 +373,7 @@ def predict_blocks(
             predictor.passes_per_window,
             time.perf_counter() - start,
         )
+        start = time.perf_counter()
     return done
 
 

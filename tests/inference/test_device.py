@@ -180,3 +180,26 @@ def test_auto_batch_size_on_a_pretend_gpu(monkeypatch: pytest.MonkeyPatch) -> No
         peak["now"] = 1000 + n * 250
 
     assert devices.probe_bytes_per_item(run, cuda) == 250 and calls == [4]
+
+
+def test_contexts_are_read_ahead_in_order() -> None:
+    """The block loop gets each block's context, in order, while the next one is read in the background."""
+    from pipeline_lib.geometry import Box
+    from pipeline_lib.inference.predict import _read_ahead
+
+    image = np.arange(4 * 6 * 6).reshape(4, 6, 6)
+    boxes = [Box((0, 0, 0), (2, 3, 6)), Box((1, 2, 0), (4, 6, 6)), Box((0, 0, 3), (4, 6, 6))]
+    reads: list[int] = []
+
+    def pending():
+        for i, box in enumerate(boxes):
+            reads.append(i)
+            yield i, box, box
+
+    got = []
+    for i, _, box, context in _read_ahead(pending(), image):
+        got.append(i)
+        assert reads == list(range(min(i + 2, len(boxes))))  # the next block is already on its way
+        np.testing.assert_array_equal(context, image[box.slices])
+    assert got == [0, 1, 2]
+    assert list(_read_ahead(iter([]), image)) == []
