@@ -25,12 +25,9 @@ What the result is, by the decoder's stitching (its registration):
 - ``"affinity"`` (connected components): equal to
   :func:`~pipeline_lib.decoding.registry.decode_array` on the whole volume up to a
   permutation of ids;
-- ``"graph"`` (waterz, mutex watershed): one region graph of per-block fragments,
-  agglomerated once (:mod:`~pipeline_lib.decoding.graph_decode`); only the fragments near
-  block faces depend on the grid;
-- ``"overlap"`` (seeded watershed): blocks decoded with the halo ``params.halo`` and joined by
-  mutual overlap agreement (:mod:`~pipeline_lib.decoding.stitching`), an approximation whose
-  deviation ``tests/decoding/test_blockwise.py`` bounds.
+- ``"graph"`` (waterz, mutex watershed, seeded watershed): one region graph of per-block
+  fragments, agglomerated once (:mod:`~pipeline_lib.decoding.graph_decode`); only the
+  fragments near block faces depend on the grid (deviations measured in docs/decoding.md).
 
 What each record holds, and why the design is so: ``docs/adr/0004-stitching.md``.
 
@@ -50,18 +47,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import fastremap
 import numpy as np
 from numpy.typing import NDArray
 
 from pipeline_lib.blockstore import GRID_ATTR, BlockStore, grid_record
 from pipeline_lib.config import DecoderSettings, DecodeSettings
 from pipeline_lib.decoding.connected_components import edges_above, label_block
-from pipeline_lib.decoding.graph_decode import block_fragments, graph_record
+from pipeline_lib.decoding.graph_decode import block_fragments, graph_record, seed_record
 from pipeline_lib.decoding.partial_store import DECODED, LABELS, RELABELLED_BLOCKS, decode_grid, labels_path
 from pipeline_lib.decoding.registry import get_decoder
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
-from pipeline_lib.decoding.stitching import face_planes, halo_slabs, small_object_record
+from pipeline_lib.decoding.stitching import face_planes, small_object_record
 from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.io.affinities import AFFINITIES, affinity_offsets, as_float, read_stored
 from pipeline_lib.io.volumes import (
@@ -134,27 +130,6 @@ def _make_folders(partial: Path) -> None:
         (partial / folder).mkdir(exist_ok=True)
 
 
-def _compact(decoded: NDArray[np.integer], core: tuple[slice, ...]) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:
-    """Block-local ids for a decoded context, and the voxel counts of the core's objects.
-
-    The core's objects get local ids ``1..n`` (in the order of their decoder ids), objects
-    seen only in the halo ``n+1..``; 0 stays 0.
-    """
-    core_ids, counts = fastremap.unique(decoded[core], return_counts=True)
-    keep = core_ids != 0
-    core_ids, counts = core_ids[keep], counts[keep]
-    every = fastremap.unique(decoded)
-    halo_only = np.setdiff1d(every[every != 0], core_ids)
-    if len(core_ids) + len(halo_only) >= 2**32:
-        raise OverflowError("2**32 or more objects in one block")
-    mapping = {0: 0}
-    mapping.update(zip(core_ids.tolist(), range(1, len(core_ids) + 1), strict=True))
-    first_halo = len(core_ids) + 1
-    mapping.update(zip(halo_only.tolist(), range(first_halo, first_halo + len(halo_only)), strict=True))
-    labels = fastremap.remap(decoded, mapping, preserve_missing_labels=False).astype(np.uint32)
-    return labels, counts.astype(np.int64)
-
-
 def _decode_cc_block(
     affinities: Any, grid: BlockGrid, block_id: int, channels: tuple[int, int, int], threshold: float
 ) -> tuple[NDArray[np.unsignedinteger], NDArray[np.int64], dict[str, NDArray[Any]]]:
@@ -182,9 +157,12 @@ def _graph_block(
     context = grid.with_halo(block_id, halo)
     stored = read_stored(affinities, context, channels)
     core = block.relative_to(context)
-    labels, counts = block_fragments(as_float(stored), offsets, core, decoder)
+    floats = as_float(stored)
+    labels, counts = block_fragments(floats, offsets, core, decoder)
     merge = decoder.small_objects == "merge" and decoder.min_size > 1
     record = graph_record(labels, stored[(slice(None), *core)], offsets, grid, block_id, merge)
+    if decoder.method == "seeded_watershed":
+        record.update(seed_record(floats, offsets, labels, core, decoder.threshold, grid, block_id))
     return labels, counts, record
 
 
@@ -211,28 +189,17 @@ def decode_blocks(
         extras: dict[str, Any]
         if method.stitch == "affinity":
             labels, counts, extras = _decode_cc_block(affinities, grid, block_id, zyx_channels, decoder.threshold)
-        elif method.stitch == "graph":
+            extras.update(face_planes(labels, grid, block_id))  # for the stitch's joins and contacts
+            if decoder.small_objects == "merge" and decoder.min_size > 1:  # contacts and first voxels
+                extras.update(small_object_record(labels, grid, block_id, len(counts)))
+        else:  # the graph record holds its faces, contacts and first voxels
             labels, counts, extras = _graph_block(affinities, grid, block_id, used, used_offsets, decoder, store.halo)
-        else:
-            block = grid.block(block_id)
-            context = grid.with_halo(block_id, store.halo)
-            read = as_float(read_stored(affinities, context, used))
-            decoded = np.asarray(method.decode(read, used_offsets, decoder))
-            in_context, counts = _compact(decoded, block.relative_to(context))
-            labels = in_context[block.relative_to(context)]
-            extras = {name: in_context[box.relative_to(context)] for name, box in halo_slabs(block, context).items()}
-        merge = decoder.small_objects == "merge" and decoder.min_size > 1
-        if method.stitch == "graph":
-            pass  # the graph record holds its faces, contacts and first voxels
-        elif method.stitch == "affinity" or merge:  # faces for the stitch's joins and contacts
-            extras.update(face_planes(labels, grid, block_id))
-        if merge and method.stitch != "graph":  # contacts and first voxels for the stitch
-            extras.update(small_object_record(labels, grid, block_id, len(counts)))
         tmp_labels = labels_path(store.partial, block_id).with_suffix(".tmp.npy")
         np.save(tmp_labels, np.ascontiguousarray(labels))
         tmp_labels.replace(labels_path(store.partial, block_id))
         record = io.BytesIO()
-        np.savez(record, counts=counts, **extras)  # small, read once: not worth compressing
+        arrays: dict[str, Any] = {"counts": counts, **extras}
+        np.savez(record, **arrays)  # small, read once: not worth compressing
         store.mark(block_id, record.getvalue())  # the record is the block's marker: written last
         log.info("decoded block %d %s: %d objects", block_id, grid.block(block_id), len(counts))
 

@@ -1,4 +1,4 @@
-"""Graph decoders (waterz-style agglomeration, mutex watershed): fragments → region graph → segments.
+"""Graph decoders (waterz-style agglomeration, mutex watershed, seeded watershed): fragments → region graph → segments.
 
 The three steps, on a whole array (:func:`decode_graph`, :func:`graph_segmentations`) or
 blockwise (the ``"graph"`` stitch of :mod:`~pipeline_lib.decoding.blockwise`):
@@ -12,7 +12,8 @@ blockwise (the ``"graph"`` stitch of :mod:`~pipeline_lib.decoding.blockwise`):
    ``starts[i] + j - 1``, and the edge tables of all blocks and faces are summed into one
    :class:`~pipeline_lib.decoding.graph_agglomeration.RegionGraph`;
    :func:`segment_nodes` agglomerates it once (hierarchical merging for ``waterz``, mutex
-   watershed for ``mutex_watershed``);
+   watershed for ``mutex_watershed``, a seeded flood for ``seeded_watershed``, whose blocks
+   also record each fragment's seed voxels at the threshold, :func:`seed_voxel_counts`);
 3. block jobs write each block's final ids through the node → segment table (the
    relabel step shared with connected components).
 
@@ -33,12 +34,14 @@ from numpy.typing import NDArray
 
 from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding.fragments import fragments
-from pipeline_lib.decoding.graph_agglomeration import RegionGraph, cuts, merge_history, mutex_segments
+from pipeline_lib.decoding.graph_agglomeration import RegionGraph, cuts, merge_history, mutex_segments, seeded_segments
 from pipeline_lib.decoding.region_graph import EdgeTable, as_uint8, block_edges, combine, face_depth, face_edges
 from pipeline_lib.decoding.stitching import final_labels, lower_neighbour, small_components, small_object_record
+from pipeline_lib.decoding.watershed import mean_affinity
 from pipeline_lib.geometry import BlockGrid
 
-GRAPH_METHODS = ("waterz", "mutex_watershed")
+GRAPH_METHODS = ("waterz", "mutex_watershed", "seeded_watershed")
+Seeds = Callable[[float], tuple[NDArray[np.int64], EdgeTable]]
 TABLES = ("nearest", "long")
 
 
@@ -50,11 +53,38 @@ def block_fragments(
 ) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:
     """Fragments of a context (floats) kept inside ``core``: local ids ``1..n`` and voxel counts."""
     p = decoder.params
-    labels = fragments(affinities, offsets, p["boundary_threshold"], p["min_seed_distance"])
+    labels = fragments(affinities, offsets, p["boundary_threshold"], p["min_seed_distance"], p["distance_cap"])
     own, _ = fastremap.renumber(np.ascontiguousarray(labels[core]), preserve_zero=True, in_place=True)
     own = own.astype(np.uint32, copy=False)
     counts = np.bincount(own.ravel())[1:].astype(np.int64)
     return own, counts
+
+
+def seed_record(
+    affinities: NDArray[np.floating],
+    offsets: Sequence[Sequence[int]],
+    labels: NDArray[np.uint32],
+    core: tuple[slice, ...],
+    threshold: float,
+    grid: BlockGrid,
+    block_id: int,
+) -> dict[str, NDArray[Any]]:
+    """What a seeded-watershed block records besides its graph (keys ``seed_*``).
+
+    ``affinities``: the context's floats (nearest channels), ``labels``: the core's fragments.
+    Seed voxels are those whose mean affinity exceeds ``threshold`` (computed on the whole
+    context, so equal to the whole-volume one wherever the context reaches one voxel beyond
+    the core); ``seed_voxels`` counts them per fragment, and the ``seed_nearest`` edges (with
+    their face data, as :func:`graph_record`) sum, per pair of fragments, the contacts whose
+    two voxels are seed voxels and whose affinity exceeds ``threshold``.
+    """
+    seed = mean_affinity(affinities, offsets)[core] > threshold
+    seed_labels = np.where(seed, labels, np.uint32(0))
+    above = (affinities[(slice(None), *core)] > threshold).astype(np.uint8)
+    record = graph_record(seed_labels, above, offsets, grid, block_id, False)
+    record.pop("offsets")
+    counts = np.bincount(seed_labels.ravel(), minlength=int(labels.max(initial=0)) + 1)[1:].astype(np.int64)
+    return {"seed_voxels": counts, **{f"seed_{key}": value for key, value in record.items()}}
 
 
 def _face(array: NDArray[Any], axis: int, depth: int, last: bool) -> NDArray[Any]:
@@ -95,11 +125,16 @@ def _nodes(local: NDArray[np.integer], start: int) -> NDArray[np.int64]:
 
 
 def build_graph(
-    grid: BlockGrid, offsets: Sequence[Sequence[int]], counts: Sequence[NDArray[np.int64]], record: Callable[[int], Any]
+    grid: BlockGrid,
+    offsets: Sequence[Sequence[int]],
+    counts: Sequence[NDArray[np.int64]],
+    record: Callable[[int], Any],
+    prefix: str = "",
 ) -> tuple[RegionGraph, NDArray[np.int64]]:
     """The global graph from every block's record and where each block's nodes begin.
 
-    ``record(i)`` opens block ``i``'s record (a context manager such as ``np.load``).
+    ``record(i)`` opens block ``i``'s record (a context manager such as ``np.load``);
+    ``prefix``: that of the record's keys (``"seed_"``: the seed contacts of :func:`seed_record`).
     """
     starts = np.cumsum([0] + [len(c) for c in counts]).astype(np.int64)
     tables: dict[str, list[EdgeTable]] = {name: [] for name in TABLES}
@@ -108,7 +143,7 @@ def build_graph(
         start = int(starts[block_id])
         with record(block_id) as here:
             for name in TABLES:
-                table = EdgeTable.load(here, name)
+                table = EdgeTable.load(here, prefix + name)
                 tables[name].append(table)
                 ends[name].append((table.u + start - 1, table.v + start - 1))
             for axis in range(3):
@@ -116,8 +151,9 @@ def build_graph(
                 if below is None:
                     continue
                 with record(below) as there:
-                    last = _nodes(there[f"last{axis}"], int(starts[below]))
-                faces = face_edges(_nodes(here[f"first{axis}"], start), here[f"aff{axis}"], last, offsets, axis)
+                    last = _nodes(there[f"{prefix}last{axis}"], int(starts[below]))
+                first = _nodes(here[f"{prefix}first{axis}"], start)
+                faces = face_edges(first, here[f"{prefix}aff{axis}"], last, offsets, axis)
                 for name, table in zip(TABLES, faces, strict=True):
                     tables[name].append(table)
                     ends[name].append((table.u - 1, table.v - 1))
@@ -127,10 +163,21 @@ def build_graph(
 
 
 def segment_nodes(
-    graph: RegionGraph, decoder: DecoderSettings, thresholds: Sequence[float]
+    graph: RegionGraph, decoder: DecoderSettings, thresholds: Sequence[float], seeds: Seeds | None = None
 ) -> Iterator[tuple[float, NDArray[np.int64]]]:
-    """``(threshold, segment index of every node)`` for each threshold (one agglomeration for waterz)."""
+    """``(threshold, segment index of every node)`` for each threshold (one agglomeration for waterz).
+
+    ``seeds(t)``: every node's seed voxels and the seed contacts at ``t`` (seeded watershed only).
+    """
     p = decoder.params
+    if decoder.method == "seeded_watershed":
+        if seeds is None:
+            raise ValueError("seeded watershed needs the fragments' seed voxels")
+        for threshold in thresholds:
+            t = float(threshold)
+            seed_voxels, seed_edges = seeds(t)
+            yield t, seeded_segments(graph, seed_voxels, seed_edges, p["seed_min_size"])
+        return
     if decoder.method == "waterz":
         history = merge_history(graph, p["merge_function"], stop=min(thresholds))
         yield from cuts(history, thresholds).items()
@@ -187,7 +234,17 @@ def graph_segmentations(
     threshold), so a sweep costs little more than one decode.
     """
     labels, graph = _whole_graph(affinities, offsets, decoder)
-    for threshold, segment in segment_nodes(graph, decoder, thresholds):
+    seeds = None
+    if decoder.method == "seeded_watershed":
+        whole = tuple(slice(None) for _ in labels.shape)
+        grid = BlockGrid(labels.shape, labels.shape)
+
+        def seeds(t: float) -> tuple[NDArray[np.int64], EdgeTable]:
+            record = seed_record(affinities, offsets, labels, whole, t, grid, 0)
+            table = EdgeTable.load(record, "seed_nearest")
+            return record["seed_voxels"], combine([table], [(table.u - 1, table.v - 1)])
+
+    for threshold, segment in segment_nodes(graph, decoder, thresholds, seeds):
         lookup = np.concatenate([np.zeros(1, dtype=np.uint64), segment.astype(np.uint64) + 1])
         yield threshold, np.take(lookup, labels)
 
@@ -208,5 +265,6 @@ __all__ = [
     "final_table",
     "graph_record",
     "graph_segmentations",
+    "seed_record",
     "segment_nodes",
 ]

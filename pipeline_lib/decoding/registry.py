@@ -9,13 +9,11 @@ how blockwise results are stitched:
   :func:`~pipeline_lib.decoding.connected_components.label_block` on each block's own
   edges (no halo) and blocks are joined across faces wherever the crossing edge exceeds the
   threshold; the registered function is what :func:`decode_array` runs on a whole array;
-- ``"graph"``: block-independent agglomeration (waterz, mutex watershed): fragments per
-  block with the context ``settings.params["halo"]``, one global region graph from the block
-  records, one agglomeration of it (:mod:`~pipeline_lib.decoding.graph_decode`); the
-  registered function decodes a whole array the same way, as one block;
-- ``"overlap"`` (seeded watershed): each block is decoded with the halo
-  ``settings.params["halo"]`` and neighbouring blocks are matched by their agreement in the
-  overlap (see ``blockwise``).
+- ``"graph"``: block-independent agglomeration (waterz, mutex watershed, seeded
+  watershed): fragments per block with the context ``settings.params["halo"]``, one global
+  region graph from the block records, one agglomeration (or flood) of it
+  (:mod:`~pipeline_lib.decoding.graph_decode`); the registered function decodes a whole
+  array the same way, as one block.
 
 It also says which channels the decoder reads (``reads``): ``"nearest"`` (the three
 nearest-neighbour channels; connected components, seeded watershed, waterz) or ``"all"``
@@ -42,12 +40,11 @@ from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.decoding.connected_components import connected_components
 from pipeline_lib.decoding.graph_decode import decode_graph
 from pipeline_lib.decoding.postprocess import relabel_consecutive, remove_small_objects
-from pipeline_lib.decoding.watershed import seeded_watershed
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.offsets import nearest_neighbour_channels
 
 DecodeFunction = Callable[[NDArray[np.float32], Sequence[Sequence[int]], DecoderSettings], NDArray[np.integer]]
-Stitch = Literal["affinity", "overlap", "graph"]
+Stitch = Literal["affinity", "graph"]
 Reads = Literal["nearest", "all"]
 
 
@@ -81,7 +78,7 @@ _DECODERS: dict[str, Decoder] = {}
 
 
 def register(
-    method: str, stitch: Stitch = "overlap", halo: tuple[int, int, int] | None = None, reads: Reads = "all"
+    method: str, stitch: Stitch = "graph", halo: tuple[int, int, int] | None = None, reads: Reads = "all"
 ) -> Callable[[DecodeFunction], DecodeFunction]:
     """Register ``function`` as decoder ``method`` (also add the method to the config schema).
 
@@ -135,17 +132,10 @@ def _connected_components(
     return connected_components(affinities, offsets, settings.threshold)
 
 
-@register("seeded_watershed", reads="nearest")
-def _seeded_watershed(
-    affinities: NDArray[np.float32], offsets: Sequence[Sequence[int]], settings: DecoderSettings
-) -> NDArray[np.integer]:
-    p = settings.params
-    return seeded_watershed(affinities, offsets, settings.threshold, p["seed_min_size"], p["sigma"])
-
-
-# waterz-style agglomeration and mutex watershed of the region graph of fragments
+# waterz-style agglomeration, mutex watershed and seeded watershed of the region graph of fragments
 register("waterz", stitch="graph", reads="nearest")(decode_graph)
 register("mutex_watershed", stitch="graph")(decode_graph)
+register("seeded_watershed", stitch="graph", reads="nearest")(decode_graph)
 
 
 __all__ = ["Decoder", "decode_array", "decoder_settings", "get_decoder", "postprocess", "register"]

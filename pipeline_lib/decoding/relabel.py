@@ -53,7 +53,6 @@ from pipeline_lib.decoding.stitching import (
     final_labels,
     globalize,
     lower_neighbour,
-    overlap_face_pairs,
     small_components,
 )
 from pipeline_lib.geometry import BlockGrid
@@ -63,17 +62,12 @@ from pipeline_lib.progress import progress
 log = logging.getLogger(__name__)
 
 
-def _block_labels(partial: Path, block_id: int) -> NDArray[np.unsignedinteger]:
-    labels: NDArray[np.unsignedinteger] = np.load(labels_path(partial, block_id), mmap_mode="r")
-    return labels
-
-
 def _face_pairs(
     partial: Path, grid: BlockGrid, decoder: DecoderSettings, open_record: OpenRecord
 ) -> NDArray[np.uint64]:
     """Pairs of global ids to join across all block faces (a block's record and its lower neighbours' at a time)."""
     pairs = [EMPTY_PAIRS]
-    if get_decoder(decoder.method).stitch == "affinity":
+    if get_decoder(decoder.method).stitch == "affinity":  # the only stitch by face pairs
         for block_id in range(len(grid)):
             with open_record(block_id) as here:
                 for axis in range(3):
@@ -83,12 +77,6 @@ def _face_pairs(
                     with open_record(below) as there:
                         local = crossing_pairs(here[f"first{axis}"], here[f"crossing{axis}"], there[f"last{axis}"])
                     pairs.append(np.stack([globalize(local[:, 0], block_id), globalize(local[:, 1], below)], axis=1))
-        return np.concatenate(pairs)
-    threshold = float(decoder.params["stitch_overlap"])
-    for block_id in range(len(grid)):
-        needed = [block_id] + [b for b in (lower_neighbour(grid, block_id, a) for a in range(3)) if b is not None]
-        slabs = {i: open_record(i) for i in needed}
-        pairs.append(overlap_face_pairs(grid, block_id, slabs, threshold, lambda i: _block_labels(partial, i)))
     return np.concatenate(pairs)
 
 
@@ -156,15 +144,21 @@ def _graph_table(
     grid: BlockGrid, decoder: DecoderSettings, merge: bool, open_record: OpenRecord
 ) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
     """The final id of every fragment: one graph from the block records, agglomerated once."""
-    counts, firsts = [], []
+    counts, firsts, seed_voxels = [], [], []
     for i in range(len(grid)):
         with open_record(i) as record:
             counts.append(record["counts"].astype(np.int64))
             if merge:
                 firsts.append(record["first_voxel"].astype(np.int64))
+            if "seed_voxels" in record:  # seeded watershed: seeds at decoder.threshold
+                seed_voxels.append(record["seed_voxels"].astype(np.int64))
             offsets = record["offsets"].tolist()  # the channels the blocks read
     graph, starts = build_graph(grid, offsets, counts, open_record)
-    ((_, segment),) = segment_nodes(graph, decoder, [decoder.threshold])
+    seeds = None
+    if seed_voxels:
+        seed_graph, _ = build_graph(grid, offsets, counts, open_record, prefix="seed_")
+        seeds = (np.concatenate(seed_voxels), seed_graph.nearest)
+    ((_, segment),) = segment_nodes(graph, decoder, [decoder.threshold], None if seeds is None else lambda _: seeds)
     first = np.concatenate([np.zeros(0, dtype=np.int64), *firsts]) if merge else None
     log.info(
         "graph: %d fragments, %d nearest and %d long-range edges, %.1f MB",

@@ -1,4 +1,4 @@
-"""Joining block-local objects into global ones: face pairs, overlap agreement, union–find.
+"""Joining block-local objects into global ones: face pairs, union–find, small objects.
 
 Each decode block job keeps its labels with block-local ids ``1..n`` (0 background); here a
 block's labels are reached through a ``block_labels(block_id)`` callable (a memory map of
@@ -6,22 +6,12 @@ the block's label file, see :mod:`~pipeline_lib.decoding.blockwise`) and made gl
 :func:`globalize` (``block_id << 32 | local id``). Functions read at most a few blocks (or
 faces) at a time.
 
-Two ways to find the object pairs to join, chosen by the decoder's registration:
-
-- :func:`crossing_pairs` (exact, connected components): objects on both sides of a block
-  face are joined where the edge crossing the face exceeds the threshold, the same rule as
-  inside a block. The block job keeps its labels on its first plane and the thresholded
-  crossing edges there; the neighbour below keeps its labels on its last plane.
-- :func:`overlap_face_pairs` (seeded watershed): each block was decoded
-  with a halo, and the labels it gave inside the halo were kept (``halo slabs``). Across the
-  face between blocks A (below) and B (above), B's halo labels on A's side are compared with
-  A's own labels there, and A's halo labels on B's side with B's own labels (the overlap
-  stitching of cluster_tools' blockwise mutex watershed, ``stitch_faces``). Objects ``p``
-  and ``q`` that share ``n`` voxels in such an overlap are joined when
-  ``min(n / n_p, n / n_q) > stitch_overlap``, with ``n_p`` and ``n_q`` their voxel counts in
-  the overlap: *mutual* agreement (why not one-sided: ``docs/adr/0004-stitching.md``).
-  Objects seen only in a halo (no voxel in any block's own region) are ignored, so they
-  cannot bridge two objects.
+The object pairs to join (connected components, exact): :func:`crossing_pairs` joins
+objects on both sides of a block face where the edge crossing the face exceeds the
+threshold, the same rule as inside a block. The block job keeps its labels on its first
+plane and the thresholded crossing edges there; the neighbour below keeps its labels on its
+last plane. (The graph decoders join fragments through their region graph instead,
+:mod:`~pipeline_lib.decoding.graph_decode`.)
 
 Merging small objects (``small_objects: merge`` with ``min_size > 1``; the rule is
 :mod:`~pipeline_lib.decoding.postprocess`'s) needs global contact counts and each object's
@@ -50,13 +40,11 @@ from scipy.sparse.csgraph import connected_components as graph_components
 
 from pipeline_lib.decoding.connected_components import plane
 from pipeline_lib.decoding.postprocess import contacts, face_contacts, small_object_mapping
-from pipeline_lib.geometry import BlockGrid, Box
+from pipeline_lib.geometry import BlockGrid
 
 EMPTY_PAIRS = np.zeros((0, 2), dtype=np.uint64)
 BLOCK_ID_SHIFT = np.uint64(32)
 LOCAL_MASK = np.uint64(0xFFFFFFFF)
-
-BlockLabels = Callable[[int], NDArray[np.unsignedinteger]]  # block id → its local labels
 
 
 def globalize(local: NDArray[np.integer], block_id: int) -> NDArray[np.uint64]:
@@ -76,43 +64,6 @@ def lower_neighbour(grid: BlockGrid, block_id: int, axis: int) -> int | None:
     return int(np.ravel_multi_index(index, grid.grid_shape))
 
 
-def read_region(grid: BlockGrid, box: Box, block_labels: BlockLabels) -> NDArray[np.uint64]:
-    """Global labels inside ``box``, assembled from the blocks it overlaps."""
-    out = np.zeros(box.shape, dtype=np.uint64)
-    ranges = [range(b // s, -(-e // s)) for b, e, s in zip(box.begin, box.end, grid.block_shape, strict=True)]
-    for index in np.ndindex(*(len(r) for r in ranges)):
-        block_id = int(np.ravel_multi_index([r[i] for r, i in zip(ranges, index, strict=True)], grid.grid_shape))
-        block = grid.block(block_id)
-        inside = box.intersect(block)
-        if inside.size:
-            out[inside.relative_to(box)] = globalize(block_labels(block_id)[inside.relative_to(block)], block_id)
-    return out
-
-
-def lower_face(block: Box, axis: int, depth: int = 1) -> tuple[Box, Box]:
-    """(first ``depth`` planes of ``block`` along ``axis``, the ``depth`` planes just below it)."""
-    begin, end = list(block.begin), list(block.end)
-    here = Box(tuple(begin), tuple(end[:axis] + [begin[axis] + depth] + end[axis + 1 :]))
-    there = here.shift(tuple(-depth if a == axis else 0 for a in range(3)))
-    return here, there
-
-
-def halo_slabs(block: Box, context: Box) -> dict[str, Box]:
-    """Parts of ``context`` beside each face of ``block`` (``lo{axis}``, ``hi{axis}``), block-wide."""
-    slabs = {}
-    for axis in range(3):
-        lo_depth = block.begin[axis] - context.begin[axis]
-        hi_depth = context.end[axis] - block.end[axis]
-        if lo_depth > 0:
-            slabs[f"lo{axis}"] = lower_face(block, axis, lo_depth)[1]
-        if hi_depth > 0:
-            upper = lower_face(block, axis, hi_depth)[0].shift(
-                tuple(block.shape[axis] if a == axis else 0 for a in range(3))
-            )
-            slabs[f"hi{axis}"] = upper
-    return slabs
-
-
 def crossing_pairs(
     first: NDArray[np.integer], crossing: NDArray[np.bool_], last_below: NDArray[np.integer]
 ) -> NDArray[np.uint64]:
@@ -128,42 +79,6 @@ def crossing_pairs(
     if len(keys):  # objects are runs along a plane's rows: drop repeats before sorting
         keys = np.unique(keys[np.concatenate([[True], keys[1:] != keys[:-1]])])
     return np.stack([keys >> BLOCK_ID_SHIFT, keys & LOCAL_MASK], axis=1)
-
-
-def agreeing_pairs(p: NDArray[np.integer], q: NDArray[np.integer], threshold: float) -> NDArray[np.uint64]:
-    """Pairs ``(p_id, q_id)`` of two labellings of one region that agree (module rule)."""
-    p, q = p.ravel().astype(np.uint64), q.ravel().astype(np.uint64)
-    p_ids, p_inv, p_counts = np.unique(p, return_inverse=True, return_counts=True)
-    q_ids, q_inv, q_counts = np.unique(q, return_inverse=True, return_counts=True)
-    both = (p != 0) & (q != 0)
-    if not both.any():
-        return EMPTY_PAIRS
-    cells, n = np.unique(p_inv[both].astype(np.int64) * len(q_ids) + q_inv[both], return_counts=True)
-    pi, qi = np.divmod(cells, len(q_ids))
-    agree = np.minimum(n / p_counts[pi], n / q_counts[qi]) > threshold
-    return np.stack([p_ids[pi[agree]], q_ids[qi[agree]]], axis=1)
-
-
-def overlap_face_pairs(
-    grid: BlockGrid, block_id: int, slabs: dict[int, Any], threshold: float, block_labels: BlockLabels
-) -> NDArray[np.uint64]:
-    """Agreeing global id pairs across the lower faces of ``block_id``.
-
-    ``slabs`` maps block ids to halo records (local ids of the block that decoded them).
-    """
-    pairs = [EMPTY_PAIRS]
-    block = grid.block(block_id)
-    for axis in range(3):
-        neighbour = lower_neighbour(grid, block_id, axis)
-        if neighbour is None:
-            continue
-        here_halo = globalize(slabs[block_id][f"lo{axis}"], block_id)  # our labels on the neighbour's side
-        _, there = lower_face(block, axis, here_halo.shape[axis])
-        pairs.append(agreeing_pairs(here_halo, read_region(grid, there, block_labels), threshold))
-        their_halo = globalize(slabs[neighbour][f"hi{axis}"], neighbour)  # the neighbour's labels on our side
-        here, _ = lower_face(block, axis, their_halo.shape[axis])
-        pairs.append(agreeing_pairs(their_halo, read_region(grid, here, block_labels), threshold))
-    return np.concatenate(pairs)
 
 
 def components(ids: NDArray[np.uint64], pairs: NDArray[np.uint64]) -> NDArray[np.int64]:
@@ -305,18 +220,13 @@ def small_components(
 
 __all__ = [
     "BLOCK_ID_SHIFT",
-    "agreeing_pairs",
     "component_contacts",
     "components",
     "crossing_pairs",
     "face_planes",
     "final_labels",
     "globalize",
-    "halo_slabs",
-    "lower_face",
     "lower_neighbour",
-    "overlap_face_pairs",
-    "read_region",
     "small_components",
     "small_object_record",
 ]

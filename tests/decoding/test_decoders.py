@@ -9,7 +9,7 @@ from decoding_helpers import LONG_OFFSETS, NN_OFFSETS, same_partition
 from pipeline_lib.data.synthetic import generate
 from pipeline_lib.decoding.graph_decode import decode_graph, graph_segmentations
 from pipeline_lib.decoding.registry import decode_array, decoder_settings
-from pipeline_lib.decoding.watershed import mean_affinity, seeds
+from pipeline_lib.decoding.watershed import mean_affinity
 from pipeline_lib.evaluation import evaluate_arrays
 from pipeline_lib.targets import affinities
 
@@ -51,13 +51,6 @@ def test_mean_affinity_reads_edges_at_v_and_v_plus_one() -> None:
     mean = mean_affinity(affs, NN_OFFSETS)[0, 0]
     # voxels 1 and 2 touch that edge; 1 and 2 have 2 x-edges plus none in y/z (size 1)
     np.testing.assert_allclose(mean, [0.0, 0.5, 0.5, 0.0])
-
-
-def test_seeds_separate_touching_objects() -> None:
-    labels = np.zeros((3, 6, 8), dtype=np.uint32)
-    labels[..., :4], labels[..., 4:] = 1, 2  # touching, no boundary voxel between them
-    affs, _ = affinities(labels, NN_OFFSETS)
-    assert same_partition(seeds(affs, NN_OFFSETS, 0.5, 1), labels)
 
 
 def test_mutex_watershed_long_range_offsets_keep_objects_apart() -> None:

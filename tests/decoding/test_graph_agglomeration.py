@@ -13,6 +13,7 @@ from pipeline_lib.decoding.graph_agglomeration import (
     merge_history,
     mutex_segments,
     quantile_of,
+    seeded_segments,
 )
 from pipeline_lib.decoding.region_graph import aggregate, empty_table
 
@@ -101,3 +102,21 @@ def test_mutex_lets_edges_of_few_contacts_wait_for_well_measured_ones() -> None:
     graph = graph_of([(0, 1, [255]), (1, 2, [204] * 100)], 3, [(0, 2, [25] * 100)])
     segments = mutex_segments(graph, 0.5, 0.0)
     assert segments[1] == segments[2] != segments[0]
+
+
+def test_seeded_flood_joins_unseeded_fragments_to_the_seed_of_their_best_path() -> None:
+    """A chain 0-1-2-3-4-5: seeds {0, 1} (joined by a seed contact) and {4}; 2, 3 and 5 hold no
+    seed. 2 goes to 1 (200 > 150), 3 to 4 (180 > 150), 5 to 4; the 150 edge joins two seeds: cut.
+    A seed group below seed_min_size is flooded like any fragment."""
+    graph = graph_of([(0, 1, [250]), (1, 2, [200]), (2, 3, [150]), (3, 4, [180]), (4, 5, [20])], 6)
+    seed_voxels = np.array([6, 5, 0, 0, 12, 0])
+    seed_edges = aggregate(np.array([0]), np.array([1]), np.array([1], dtype=np.uint8), histogram=False)
+    segment = seeded_segments(graph, seed_voxels, seed_edges, seed_min_size=10)
+    assert segment.tolist() == [0, 0, 0, 1, 1, 1]
+    no_link = aggregate(np.array([0]), np.array([1]), np.array([0], dtype=np.uint8), histogram=False)
+    # {0} and {1} are now two seed groups of 6 and 5 seed voxels, below 10: dropped and flooded by {4}
+    assert seeded_segments(graph, seed_voxels, no_link, seed_min_size=10).tolist() == [0] * 6
+    # ... but seeds of their own at seed_min_size 5: the 250 edge joins two seeds, so 0 stays alone
+    assert seeded_segments(graph, seed_voxels, no_link, seed_min_size=5).tolist() == [0, 1, 1, 2, 2, 2]
+    # no seed at all: everything the graph connects is one object
+    assert seeded_segments(graph, np.zeros(6, dtype=np.int64), no_link, seed_min_size=5).tolist() == [0] * 6

@@ -50,7 +50,7 @@ def test_stitching_and_halo_by_method() -> None:
     assert get_decoder("connected_components").halo(decoder_settings({"method": "connected_components"})) == (0, 0, 0)
     settings = decoder_settings({"method": "waterz", "params": {"halo": [2, 8, 8]}})
     assert get_decoder("waterz").stitch == "graph" and get_decoder("waterz").halo(settings) == (2, 8, 8)
-    assert get_decoder("mutex_watershed").stitch == "graph" and get_decoder("seeded_watershed").stitch == "overlap"
+    assert get_decoder("mutex_watershed").stitch == "graph" and get_decoder("seeded_watershed").stitch == "graph"
 
 
 def test_affinity_array_name_matches_prediction() -> None:

@@ -102,7 +102,7 @@ def test_small_objects_are_not_chained_blockwise_or_whole(tmp_path: Path) -> Non
     assert same_partition(blockwise, expected)
 
 
-@pytest.mark.parametrize("method", ["connected_components", "seeded_watershed"])
+@pytest.mark.parametrize("method", ["connected_components"])
 def test_contacts_from_the_records_equal_the_contacts_of_the_assembled_volume(tmp_path: Path, method: str) -> None:
     shape, block = (10, 12, 14), (4, 8, 8)
     rng = np.random.default_rng(1)
