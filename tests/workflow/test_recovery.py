@@ -183,3 +183,37 @@ def test_a_duplicate_key_in_the_config_file_fails_a_dry_run(tiny_run: tuple[Path
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "config.yaml: line" in result.stderr and "'datasets' is written twice" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fault", "names"),
+    [
+        ("missing source", ("dataset 'tiny_test' image", "image.npy", "not found")),
+        ("float labels", ("dataset 'tiny_test' labels", "labels.npy", "float32")),
+        ("unknown architecture", ("models.tiny", "unett")),
+    ],
+)
+def test_start_up_faults_fail_a_dry_run_with_one_line(tmp_path: Path, fault: str, names: tuple[str, ...]) -> None:
+    datasets = {"datasets": dict(TINY_DATASETS["datasets"])}  # type: ignore[call-overload]
+    np.save(tmp_path / "image.npy", np.zeros((24, 64, 64), np.uint8))
+    np.save(tmp_path / "labels.npy", np.ones((24, 64, 64), np.float32 if fault == "float labels" else np.uint32))
+    if fault == "missing source":
+        (tmp_path / "image.npy").unlink()
+    datasets["datasets"]["tiny_test"] = {
+        "image": {"format": "npy", "path": "image.npy"},
+        "labels": {"format": "npy", "path": "labels.npy"},
+        "voxel_size": [8, 8, 8],
+        "roles": ["test"],
+    }
+    config = tiny_config(write_yaml(tmp_path / "datasets.yaml", datasets))
+    if fault == "unknown architecture":
+        config["models"]["tiny"]["architecture"] = "unett"  # type: ignore[index]
+    write_yaml(tmp_path / "config.yaml", config)
+    result = _run(tmp_path, "-n", check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Configuration error: ")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    for name in names:
+        assert name in lines[0], lines[0]
+    assert not (tmp_path / "results").exists()
