@@ -20,6 +20,9 @@ Comparisons (each one JSON line on stdout; the last line summarises):
    ``region_graph_size``: nodes, edges and bytes of the pipeline's graph, also per Gvoxel;
    ``waterz_sweep_10_thresholds``: the graph decoder on the whole in-memory volume at 10
    thresholds (one merge history cut 10 times) vs at one.
+   ``fragment_step_one_block``: the seconds of each part of the fragment step on one block
+   with its context, and of candidate flood algorithms (with the ARAND of their fragments
+   to ours).
 3. ``memory``: peak resident memory (``ru_maxrss`` of a fresh subprocess) of blockwise CC
    decoding of the full volume vs a quarter of it (the first quarter along z), i.e. 4x vs 1x.
 
@@ -288,6 +291,62 @@ def graph_comparison(store: Path, work: Path, float_affs: np.ndarray, mvox: floa
     return lines
 
 
+def fragment_step_seconds(float_affs: np.ndarray) -> dict:
+    """Where a graph decode block's time goes, and candidate flood algorithms, on one block's context.
+
+    The context is the size of an inner default decode block grown by waterz's default
+    fragment halo on both sides (clipped to the volume). Candidates for the flood, each from the same seeds
+    (``mwatershed``: Kruskal over nearest edges with the seeds kept apart; ``watershed_ift``:
+    scipy's on the uint8 flood image; waterz's own zwatershed makes its own, far smaller
+    fragments and is timed for reference), with the ARAND of its fragments to ours.
+    """
+    import mwatershed
+    import waterz
+    from scipy.ndimage import distance_transform_edt, label, maximum_filter, watershed_ift
+    from skimage.segmentation import watershed
+
+    from pipeline_lib.decoding.fragments import stored_mean
+    from pipeline_lib.decoding.watershed import mean_affinity
+    from pipeline_lib.evaluation import evaluate_arrays
+
+    halo = decoder_settings({"method": "waterz"}).params["halo"]
+    shape = zip(DECODE.block_shape, halo, float_affs.shape[1:], strict=True)
+    context = tuple(slice(0, min(b + 2 * h, s)) for b, h, s in shape)  # an inner block: halo on both sides
+    affs = np.ascontiguousarray(float_affs[(slice(None), *context)])
+    seconds: dict[str, float] = {}
+
+    def step(name: str, function: Callable[[], object]) -> object:
+        elapsed, result = timed(function)
+        seconds[name] = round(elapsed, 3)
+        return result
+
+    inside = step("boundary_mask", lambda: stored_mean(affs, OFFSETS) > 0.5)
+    distance = step("distance_transform_edt", lambda: distance_transform_edt(inside).astype(np.float32))
+    maxima = step("maximum_filter", lambda: (maximum_filter(distance, size=10) == distance) & inside)
+    seeds, _ = step("label_seeds", lambda: label(maxima, output=np.int32))  # type: ignore[misc]
+    flood = step("mean_affinity", lambda: 1.0 - mean_affinity(affs, OFFSETS))
+    ours = step("skimage_watershed_float32 (ours)", lambda: watershed(flood, markers=seeds))
+    flood8 = np.round(flood * 255).astype(np.uint8)
+    candidates = {
+        "skimage_watershed_uint8": lambda: watershed(flood8, markers=seeds),
+        "scipy_watershed_ift_uint8": lambda: watershed_ift(flood8, seeds),
+        "mwatershed_nearest_edges": lambda: mwatershed.agglom(
+            affs.astype(np.float64), offsets=OFFSETS, seeds=seeds.astype(np.uint64)
+        ),
+        "waterz_zwatershed (own seeds)": lambda: _quiet_waterz(lambda: next(waterz.agglomerate(affs, [0.0])).copy()),
+    }
+    arand = {}
+    for name, function in candidates.items():
+        labels = np.asarray(step(name, function)).astype(np.uint32)
+        arand[name] = round(evaluate_arrays(labels, ours.astype(np.uint32)).arand, 4)  # type: ignore[union-attr]
+    return {
+        "name": "fragment_step_one_block",
+        "context": [s.stop for s in context],
+        "seconds": seconds,
+        "arand_to_ours": arand,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=[250, 500, 500])
@@ -354,6 +413,7 @@ def main() -> None:
 
         if not args.skip_waterz:
             lines.extend(graph_comparison(full, work, as_float(affs), mvox))
+            print(json.dumps(fragment_step_seconds(as_float(affs))), flush=True)
         del affs
 
         rss_1x = peak_rss_mb(quarter, work / "q.zarr")

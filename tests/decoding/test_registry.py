@@ -12,7 +12,7 @@ from pipeline_lib.errors import ConfigError
 
 def test_defaults_per_method() -> None:
     waterz = decoder_settings({"method": "waterz"})
-    assert waterz.params["merge_function"] == "aff50_his256" and waterz.params["halo"] == [8, 16, 16]
+    assert waterz.params["merge_function"] == "aff50_his256" and waterz.params["halo"] == [4, 8, 8]
     assert waterz.params["boundary_threshold"] == 0.5 and waterz.params["min_seed_distance"] == 10
     assert waterz.threshold == 0.5 and waterz.min_size == 0 and waterz.small_objects == "background"
     assert decoder_settings({"method": "connected_components"}).params == {}
