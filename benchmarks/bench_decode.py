@@ -17,6 +17,8 @@ Comparisons (each one JSON line on stdout; the last line summarises):
 2. ``waterz``: the same volume through the pipeline with the waterz decoder (the graph
    decoder: fragments per block, one region graph, one agglomeration; default settings) vs
    ``waterz.agglomerate`` on the whole in-memory float32 affinities (one threshold);
+   ``waterz_decode_steps``: its serial steps' seconds; ``waterz_decode_<N>proc``: with the
+   block jobs on N processes (``--workers``), beside the serial figure;
    ``region_graph_size``: nodes, edges and bytes of the pipeline's graph, also per Gvoxel;
    ``waterz_sweep_10_thresholds``: the graph decoder on the whole in-memory volume at 10
    thresholds (one merge history cut 10 times) vs at one.
@@ -235,7 +237,7 @@ def graph_size(store: Path, out: Path, entry: dict) -> dict[str, float]:
     return {"nodes": graph.n_nodes, "edges": len(graph.nearest) + len(graph.long_range), "bytes": graph.nbytes}
 
 
-def graph_comparison(store: Path, work: Path, float_affs: np.ndarray, mvox: float) -> list[dict]:
+def graph_comparison(store: Path, work: Path, float_affs: np.ndarray, mvox: float, workers: list[int]) -> list[dict]:
     """The waterz-style graph decoder through the pipeline vs ``waterz.agglomerate``; graph size; a sweep."""
     import waterz
 
@@ -258,6 +260,19 @@ def graph_comparison(store: Path, work: Path, float_affs: np.ndarray, mvox: floa
         }
     ]
     print(json.dumps(lines[-1]), flush=True)
+    steps = {name: round(value, 3) for name, value in step_seconds(store, work / "wz_steps.zarr", entry).items()}
+    print(json.dumps({"name": "waterz_decode_steps", "seconds": steps}), flush=True)
+    for n in workers:
+        ours_n = parallel_pipeline_seconds(store, work / "wz_n.zarr", entry, n)
+        line = {
+            "name": f"waterz_decode_{mvox:g}Mvox_{n}proc",
+            "seconds_ours": round(ours_n, 2),
+            "seconds_baseline": round(base, 2),
+            "baseline": "waterz.agglomerate in memory (1 process)",
+            "ours": f"decode and relabel block jobs on {n} worker processes (snakemake --cores {n}), stitch in one",
+            "ratio": round(ours_n / base, 2),
+        }
+        print(json.dumps(line), flush=True)
     size = graph_size(store, work / "size.zarr", entry)
     per_gvox = 1000.0 / mvox
     lines.append(
@@ -412,7 +427,7 @@ def main() -> None:
             print(json.dumps(lines[-1]), flush=True)
 
         if not args.skip_waterz:
-            lines.extend(graph_comparison(full, work, as_float(affs), mvox))
+            lines.extend(graph_comparison(full, work, as_float(affs), mvox, args.workers))
             print(json.dumps(fragment_step_seconds(as_float(affs))), flush=True)
         del affs
 
