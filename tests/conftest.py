@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,21 @@ def torch_one_thread():
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command line that runs this repository's workflow in ``workdir`` with its ``config.yaml``."""
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        f"--configfile={workdir / 'config.yaml'}",
+        *args,
+    ]
 
 
 def write_yaml(path: Path, data: object) -> Path:

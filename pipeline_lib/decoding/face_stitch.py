@@ -46,7 +46,7 @@ OpenRecord = Callable[[int], AbstractContextManager[Mapping[str, Any]]]
 PENDING = 4096  # faces' pair arrays gathered before they are joined into one array
 
 
-def _face_pairs(grid: BlockGrid, open_record: OpenRecord) -> tuple[NDArray[np.int64], list[NDArray[np.uint64]]]:
+def face_pairs(grid: BlockGrid, open_record: OpenRecord) -> tuple[NDArray[np.int64], list[NDArray[np.uint64]]]:
     """Per-block object counts, and the global id pairs joined across every face (in a few large arrays)."""
     n_objects = np.zeros(len(grid), dtype=np.int64)
     pairs: list[NDArray[np.uint64]] = [np.zeros((0, 2), dtype=np.uint64)]
@@ -102,7 +102,7 @@ def stream_cc_table(grid: BlockGrid, open_record: OpenRecord, min_size: int, fol
 
     Returns the object count; objects below ``min_size`` voxels (and of one voxel) become background.
     """
-    n_objects, pairs = _face_pairs(grid, open_record)
+    n_objects, pairs = face_pairs(grid, open_record)
     crossing_ids, component = _components(pairs)
     del pairs
     n_components = int(component.max(initial=-1)) + 1

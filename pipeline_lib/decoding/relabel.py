@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from pipeline_lib.blockstore import BlockStore
 from pipeline_lib.config import DecoderSettings
-from pipeline_lib.decoding.face_stitch import OpenRecord, stream_cc_table
+from pipeline_lib.decoding.face_stitch import OpenRecord, face_pairs, stream_cc_table
 from pipeline_lib.decoding.graph_decode import build_graph, final_table, segment_nodes
 from pipeline_lib.decoding.partial_store import (
     DECODED,
@@ -49,10 +49,8 @@ from pipeline_lib.decoding.stitching import (
     EMPTY_PAIRS,
     component_contacts,
     components,
-    crossing_pairs,
     final_labels,
     globalize,
-    lower_neighbour,
     small_components,
 )
 from pipeline_lib.geometry import BlockGrid
@@ -62,22 +60,11 @@ from pipeline_lib.progress import progress
 log = logging.getLogger(__name__)
 
 
-def _face_pairs(
-    partial: Path, grid: BlockGrid, decoder: DecoderSettings, open_record: OpenRecord
-) -> NDArray[np.uint64]:
-    """Pairs of global ids to join across all block faces (a block's record and its lower neighbours' at a time)."""
-    pairs = [EMPTY_PAIRS]
-    if get_decoder(decoder.method).stitch == "affinity":  # the only stitch by face pairs
-        for block_id in range(len(grid)):
-            with open_record(block_id) as here:
-                for axis in range(3):
-                    below = lower_neighbour(grid, block_id, axis)
-                    if below is None:
-                        continue
-                    with open_record(below) as there:
-                        local = crossing_pairs(here[f"first{axis}"], here[f"crossing{axis}"], there[f"last{axis}"])
-                    pairs.append(np.stack([globalize(local[:, 0], block_id), globalize(local[:, 1], below)], axis=1))
-    return np.concatenate(pairs)
+def _face_pairs(grid: BlockGrid, decoder: DecoderSettings, open_record: OpenRecord) -> NDArray[np.uint64]:
+    """Pairs of global ids to join across all block faces (only decoders stitched by face pairs have any)."""
+    if get_decoder(decoder.method).stitch != "affinity":
+        return EMPTY_PAIRS
+    return np.concatenate(face_pairs(grid, open_record)[1])
 
 
 def records(partial: Path) -> OpenRecord:
@@ -114,7 +101,7 @@ def _final_table(
     )  # sorted: by block, then local id
     counts = np.concatenate([np.zeros(0, dtype=np.int64), *counts_list])
     del counts_list
-    component = components(ids, _face_pairs(partial, grid, decoder, open_record))
+    component = components(ids, _face_pairs(grid, decoder, open_record))
     del ids
     n_components = int(component.max(initial=-1)) + 1
     sizes = np.bincount(component, weights=counts, minlength=n_components).astype(np.int64)

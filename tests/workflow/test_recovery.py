@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.conftest import REPO, TINY_DATASETS, tiny_config, write_yaml
+from tests.conftest import TINY_DATASETS, snakemake_command, tiny_config, write_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +31,7 @@ ONLY_MTIME = ("--rerun-triggers", "mtime")
 
 
 def _command(workdir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        f"--configfile={workdir / 'config.yaml'}",
-        "--cores",
-        "2",
-        *args,
-    ]
+    return snakemake_command(workdir, "--cores", "2", *args)
 
 
 def _run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

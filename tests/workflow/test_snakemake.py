@@ -12,24 +12,14 @@ import pytest
 import zarr
 
 from pipeline_lib.config.schema import load_schema
-from tests.conftest import CHAIN_RULES, REPO, write_yaml
+from tests.conftest import CHAIN_RULES, REPO, snakemake_command, write_yaml
 from tests.report.test_report_workflow import check_provenance, check_report
 
 pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        f"--configfile={workdir / 'config.yaml'}",
-        *args,
-    ]
+    cmd = snakemake_command(workdir, *args)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
