@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from tests.conftest import TINY_DATASETS, snakemake_command, tiny_config, write_yaml
@@ -48,6 +49,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     datasets = write_yaml(workdir / "datasets.yaml", TINY_DATASETS)
     config = tiny_config(datasets, max_steps=10)
     config["decoders"]["cc"]["tune_threshold"] = False  # type: ignore[index]
+    config["models"]["tiny"]["resume_every_n_steps"] = 1  # type: ignore[index]  # a resume state to kill after
     write_yaml(workdir / "config.yaml", config)
     _run(workdir, "results/models/tiny/best.ckpt", "results/volumes/tiny_test.zarr")
     return workdir
@@ -101,6 +103,40 @@ def test_the_same_command_recovers_a_killed_run_bit_exactly(
     for store, name in ((AFFINITIES, "affinities"), (SEGMENTATION, "segmentation")):
         np.testing.assert_array_equal(_array(workdir, store, name), _array(reference, store, name))
     assert not list((workdir / "results").rglob("*.partial"))
+
+
+def test_the_same_command_recovers_a_killed_training_to_the_same_weights(trained: Path, tmp_path: Path) -> None:
+    """SIGKILL while training, after its first resume state: the same command resumes from it and
+    ends with the uninterrupted run's weights, bit for bit (CPU)."""
+    workdir = _copy(trained, tmp_path / "run")
+    shutil.rmtree(workdir / "results/models")
+    checkpoint = "results/models/tiny/best.ckpt"
+    process = subprocess.Popen(
+        _command(workdir, checkpoint), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 600
+    while (
+        not list((workdir / "results/models").glob("tiny/checkpoints/*/last.ckpt"))
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (workdir / checkpoint).exists(), "training finished before the kill"
+
+    result = _run(workdir, checkpoint, check=False)
+    if result.returncode != 0:
+        assert "cannot be locked" in result.stderr + result.stdout, result.stderr[-3000:]
+        _run(workdir, "--unlock")
+        _run(workdir, checkpoint)
+    assert "resuming from" in (workdir / "logs/train/tiny.log").read_text()
+    resumed = torch.load(workdir / checkpoint, map_location="cpu", weights_only=False)
+    uninterrupted = torch.load(trained / checkpoint, map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == uninterrupted["global_step"]
+    assert resumed["state_dict"].keys() == uninterrupted["state_dict"].keys()
+    for name, weights in uninterrupted["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], weights), name
 
 
 def _one_line_failure(result: subprocess.CompletedProcess[str], *names: str) -> str:
