@@ -129,7 +129,7 @@ def test_grid_edge_of_hand_made_grids() -> None:
 def test_default_grids_reach_each_methods_optimum() -> None:
     """Every decoder method has its grid; seeded watershed and connected components, whose optimum
     on real data lies near 1 (0.995 on a FIB-SEM slab), reach 0.999 in steps of at most 0.005
-    above 0.99; the agglomerating methods span 0.05..0.95."""
+    above 0.99; the agglomerating methods span 0.01..0.99 (the demo's waterz optimum lies at 0.05 or below)."""
     from pipeline_lib.config.schema import load_schema, validate_with_defaults
 
     methods = load_schema("config")["$defs"]["decoder"]["properties"]["method"]["enum"]
@@ -141,4 +141,4 @@ def test_default_grids_reach_each_methods_optimum() -> None:
         assert max(grids[method]) >= 0.999 and 0.995 in near_one
         assert max(np.diff(near_one)) <= 0.005 + 1e-9
     for method in ("waterz", "mutex_watershed"):
-        assert min(grids[method]) <= 0.05 and max(grids[method]) >= 0.95
+        assert min(grids[method]) <= 0.01 and max(grids[method]) >= 0.99
