@@ -4,7 +4,9 @@ disk and output sizes (``python -m pipeline_lib plan``).
 Sizes are upper bounds of uncompressed bytes (zstd usually stores affinities and
 segmentations several times smaller); scratch is what a stage holds on disk until it
 publishes its output: the block-local labels of decoding (uint16 or uint32 per voxel: counted
-at 4 bytes) and its block records. Read from the configuration and source headers only.
+at 4 bytes) and its block records' face planes (their edge tables, which grow with the
+contacts rather than the voxels, are not counted). Read from the configuration and source
+headers only.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_lib.decoding.blockwise import segmentation_dtype
+from pipeline_lib.decoding.region_graph import face_depth
+from pipeline_lib.decoding.registry import get_decoder
+from pipeline_lib.geometry import BlockGrid
 from pipeline_lib.workflow import Plan
 
-FACE_BYTES = 4 * 2  # per voxel of a block face in a decode record: label (up to 4 bytes) on two planes
+FACE_BYTES = 4 * 2  # per voxel of a block face in a CC record: label (up to 4 bytes) on two planes
 LABEL_BYTES = 4  # block-local labels in decode scratch (uint16 or uint32)
 
 
@@ -49,6 +54,20 @@ def _face_voxels(block_shape: tuple[int, ...]) -> int:
     return y * x + z * x + z * y
 
 
+def _record_bytes(grid: BlockGrid, method: str, offsets: list[list[int]]) -> int:
+    """Face planes of every block record of ``method``: connected components keep one label plane
+    on each side; graph decoders keep, as deep as their offsets reach, the labels on both sides
+    and the uint8 affinities they read (seeded watershed twice: fragments and seeds)."""
+    decoder = get_decoder(method)
+    if decoder.stitch != "graph":
+        return len(grid) * _face_voxels(grid.block_shape) * FACE_BYTES
+    used = [offsets[c] for c in decoder.channels(offsets)]
+    z, y, x = grid.block_shape
+    planes = (y * x, z * x, z * y)
+    per_block = sum(planes[a] * face_depth(used, a) * (2 * LABEL_BYTES + len(used)) for a in range(3))
+    return len(grid) * per_block * (2 if method == "seeded_watershed" else 1)
+
+
 def _datasets(plan: Plan) -> list[str]:
     """The datasets that are predicted: test and validation ones, once each."""
     return list(dict.fromkeys([*plan.datasets_with_role("test"), *plan.datasets_with_role("val")]))
@@ -75,11 +94,12 @@ def stage_costs(plan: Plan) -> list[StageCost]:
             if dataset not in plan.datasets_with_role("test"):
                 continue
             grid = plan.decode_grid(dataset)
-            records = len(grid) * _face_voxels(grid.block_shape) * FACE_BYTES
+            offsets = [list(o) for o in settings.predicting_model(predictor).offsets]
             segmentation = voxels * np.dtype(segmentation_dtype(plan.shapes[dataset])).itemsize
             for decoder in settings.decoders:
                 jobs = 2 * plan.decode_jobs(dataset) + 3  # decode and relabel block jobs; prepare, stitch, publish
                 target = f"{predictor}/{decoder}/{dataset}"
+                records = _record_bytes(grid, settings.decoders[decoder].method, offsets)
                 scratch = voxels * LABEL_BYTES + records
                 costs.append(StageCost("decode", target, voxels, len(grid), jobs, scratch, segmentation))
                 if settings.datasets[dataset].has_labels:

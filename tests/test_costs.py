@@ -23,6 +23,15 @@ def test_costs_of_the_tiny_run(tiny_run):
     faces = 12 * (32 * 32 + 8 * 32 + 8 * 32) * 8
     assert decode.scratch_bytes == voxels * 4 + faces
     assert decode.output_bytes == voxels * 4  # uint32 segmentation
+    # graph decoders keep, per face plane, both sides' labels and the channels they read
+    config["decoders"]["wz"] = {"method": "waterz"}  # type: ignore[index]
+    config["decoders"]["mws"] = {"method": "mutex_watershed"}  # type: ignore[index]
+    config["models"]["tiny"]["offsets"] = [[-1, 0, 0], [0, -1, 0], [0, 0, -1], [0, -3, 0]]  # type: ignore[index]
+    graph = {(c.stage, c.target): c for c in stage_costs(Plan.from_config(config))}
+    waterz_faces = 12 * (32 * 32 + 8 * 32 + 8 * 32) * (2 * 4 + 3)  # depth 1, the 3 nearest channels
+    assert graph["decode", "tiny/wz/tiny_test"].scratch_bytes == voxels * 4 + waterz_faces
+    mws_faces = 12 * (32 * 32 + 3 * 8 * 32 + 8 * 32) * (2 * 4 + 4)  # 3 planes deep along y, all 4 channels
+    assert graph["decode", "tiny/mws/tiny_test"].scratch_bytes == voxels * 4 + mws_faces
     assert ("evaluate", "tiny/cc/tiny_test") in costs
     assert ("predict", "tiny/tiny_val") in costs and ("decode", "tiny/cc/tiny_val") not in costs
     table = format_costs(list(costs.values()))

@@ -205,13 +205,23 @@ def _check_block_shapes(data: Mapping[str, Any]) -> None:
 
 
 def _check_offsets(data: Mapping[str, Any]) -> None:
-    """Every decoder reads the nearest-neighbour affinities, so every model must predict them."""
+    """Every decoder reads the nearest-neighbour affinities, so every model must predict them; mutex
+    watershed reads every offset across block faces, which works for axis-aligned offsets only."""
     for name, model in data["models"].items():
         missing = missing_nearest_neighbours(model["offsets"])
         if missing:
             raise ConfigError(
                 f"config key 'models.{name}.offsets': must include the nearest-neighbour offsets "
                 f"{list(NEAREST_NEIGHBOUR_OFFSETS)} (every decoder reads them); missing {missing}"
+            )
+    mutex = sorted(name for name, decoder in data["decoders"].items() if decoder["method"] == "mutex_watershed")
+    for name, model in data["models"].items():
+        diagonal = [list(o) for o in model["offsets"] if sum(1 for v in o if v) > 1]
+        if mutex and diagonal:
+            raise ConfigError(
+                f"config key 'models.{name}.offsets': diagonal offsets {diagonal} cannot be decoded by "
+                f"decoder '{mutex[0]}' (mutex_watershed): its region graph joins blocks across faces along "
+                "one axis at a time; use axis-aligned long-range offsets, or another decoder"
             )
 
 

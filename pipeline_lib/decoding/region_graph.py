@@ -117,6 +117,8 @@ def _pair_keys(
     if width < 2**31 // max(1, int(np.sqrt(room))):
         return lo * width + hi, width, None
     ids, inverse = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    if len(ids) >= 2**31 // max(1, int(np.sqrt(room))):
+        raise OverflowError(f"{len(ids)} distinct fragments in one edge table: too many for int64 pair keys")
     rank_lo, rank_hi = inverse[: len(lo)].astype(np.int64), inverse[len(lo) :].astype(np.int64)
     return rank_lo * len(ids) + rank_hi, len(ids), ids
 

@@ -113,10 +113,13 @@ class CheckedArray(zarr.Array):  # type: ignore[type-arg]
         except DataError:
             raise
         except Exception as error:
-            raise DataError(self._diagnose(selection, error)) from error
+            damaged = self._damaged_chunk(selection)
+            if damaged is None:
+                raise  # not the data: a bad selection, memory, a bug (keep its own type and traceback)
+            raise DataError(damaged) from error
 
-    def _diagnose(self, selection: Any, error: Exception) -> str:
-        """The message for a failed read: the first chunk of the selection that fails alone."""
+    def _damaged_chunk(self, selection: Any) -> str | None:
+        """The message naming the first chunk of the selection that fails to read alone, or None."""
         for coords in _chunks_of(self, selection) or []:
             region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(coords, self.chunks, strict=True))
             try:
@@ -124,7 +127,7 @@ class CheckedArray(zarr.Array):  # type: ignore[type-arg]
             except Exception as chunk_error:
                 key = self.metadata.encode_chunk_key(coords)
                 return f"{self.location}: chunk {key} is damaged ({type(chunk_error).__name__}: {chunk_error})"
-        return f"{self.location}: read failed ({type(error).__name__}: {error})"
+        return None
 
 
 __all__ = ["CHECKSUM", "CheckedArray", "arrays_in", "check_dense", "missing_chunks"]

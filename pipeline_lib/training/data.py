@@ -156,7 +156,7 @@ class RandomPatches(IterableDataset[Sample]):
         # volumes fit the cache: then they are read now and shared with forked workers.
         opened = [_Volume(s, spec.shape) for s in self.stores]
         sizes = [float(v.n_voxels) for v in opened]
-        fits = sum(v.n_bytes for v in opened) <= sampling.cache_mb * 2**20
+        fits = sum(v.n_bytes for v in opened) <= sampling.cache_mb * 10**6
         self.cached = [v.load() for v in opened] if fits else None
         if volume_weights is not None:
             if len(volume_weights) != len(self.stores) or min(volume_weights) < 0 or sum(volume_weights) <= 0:

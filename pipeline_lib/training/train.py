@@ -151,9 +151,9 @@ def train_model(
     run_dir = out_dir / "checkpoints" / settings_hash(settings, train_paths, val_paths)
     run_dir.mkdir(parents=True, exist_ok=True)
     workers = settings.num_workers
-    if workers == "auto":  # the job's CPUs (its threads) shared among the GPUs' loaders
+    if workers == "auto":  # the job's CPUs (its threads) for the loader of its one device
         cpus = min(threads, available_cpus())
-        workers = auto_workers(torch.cuda.is_available(), cpus, max(torch.cuda.device_count(), 1))
+        workers = auto_workers(torch.cuda.is_available(), cpus)
     limit_threads(main_threads(threads, workers))
     configure_float32_math()
     L.seed_everything(settings.seed, workers=True, verbose=False)
@@ -177,6 +177,7 @@ def train_model(
     resume_state = ResumeState(last, settings.resume_every_n_steps, data.has_validation, settings.val_every_n_steps)
     saving = [best_checkpoint, resume_state] if data.has_validation else [resume_state]
     trainer = L.Trainer(
+        devices=1,  # one device per job: the patch stream and augmentation seeds are not split by rank
         max_steps=settings.max_steps,
         max_time=datetime.timedelta(minutes=settings.max_minutes) if settings.max_minutes else None,
         precision=settings.precision,

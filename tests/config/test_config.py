@@ -86,6 +86,13 @@ def test_an_ensemble_predicts_with_its_members_checkpoints(tiny_run):
             ),
             "predict.tta.flip': diagonal offset [0, -1, -1] cannot be flipped along y alone",
         ),
+        (
+            lambda c: (
+                c["models"]["tiny"].update(offsets=[*NN, [0, -3, -3]]),
+                c["decoders"].update(mws={"method": "mutex_watershed"}),
+            ),
+            "models.tiny.offsets': diagonal offsets [[0, -3, -3]] cannot be decoded by decoder 'mws'",
+        ),
     ],
 )
 def test_user_mistakes_name_the_key(tiny_run, edit, message):
