@@ -222,8 +222,19 @@ def mutex_segments(graph: RegionGraph, threshold: float, long_range_bias: float)
     segment = np.arange(graph.n_nodes, dtype=np.int64)
     if ordered:
         pairs = np.asarray(mwatershed.cluster(ordered), dtype=np.int64).reshape(-1, 2)
-        segment[pairs[:, 0]] = pairs[:, 1]
-    return np.unique(segment, return_inverse=True)[1].astype(np.int64)
+        segment[pairs[:, 0]] = pairs[:, 1]  # the root node of its cluster: which one varies from run to run
+    return _numbered_by_first_node(segment)
+
+
+def _numbered_by_first_node(segment: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Segment indices 0, 1, ... in the order of each segment's smallest node: the same numbers
+    for the same partition, whichever node labels each segment."""
+    labels = np.unique(segment, return_inverse=True)[1].astype(np.int64)
+    first = np.full(int(labels.max(initial=-1)) + 1, len(segment), dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(len(segment), dtype=np.int64))
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(len(first), dtype=np.int64)
+    return rank[labels]
 
 
 def seeded_segments(

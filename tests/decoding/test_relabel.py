@@ -175,8 +175,9 @@ def test_a_long_list_of_missing_blocks_is_cut_to_twenty(tmp_path: Path, affs: Pa
         stitch_blocks(partial_path(out), decoder)
 
 
-def test_a_killed_decode_job_reruns_only_its_missing_blocks(tmp_path: Path, affs: Path) -> None:
-    decoder = _decoder()
+@pytest.mark.parametrize("method", ["connected_components", "waterz", "seeded_watershed", "mutex_watershed"])
+def test_a_killed_decode_job_reruns_only_its_missing_blocks(tmp_path: Path, affs: Path, method: str) -> None:
+    decoder = _decoder(method=method)
     partial = prepare_decoding(affs, partial_path(tmp_path / "seg.zarr"), decoder, SETTINGS)
     store = BlockStore.open(partial, DECODED)
     shares = [store.share(job, 3) for job in range(3)]  # decode.max_jobs = 3: blocks 0-3, 4-7, 8-11
