@@ -49,6 +49,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import fastremap
 import mwatershed
 import numpy as np
 from numpy.typing import NDArray
@@ -228,13 +229,10 @@ def mutex_segments(graph: RegionGraph, threshold: float, long_range_bias: float)
 
 def _numbered_by_first_node(segment: NDArray[np.int64]) -> NDArray[np.int64]:
     """Segment indices 0, 1, ... in the order of each segment's smallest node: the same numbers
-    for the same partition, whichever node labels each segment."""
-    labels = np.unique(segment, return_inverse=True)[1].astype(np.int64)
-    first = np.full(int(labels.max(initial=-1)) + 1, len(segment), dtype=np.int64)
-    np.minimum.at(first, labels, np.arange(len(segment), dtype=np.int64))
-    rank = np.empty_like(first)
-    rank[np.argsort(first)] = np.arange(len(first), dtype=np.int64)
-    return rank[labels]
+    for the same partition, whichever node labels each segment (fastremap numbers by first
+    appearance)."""
+    numbered, _ = fastremap.renumber(segment.copy(), start=0, preserve_zero=False, in_place=True)
+    return np.asarray(numbered, dtype=np.int64)
 
 
 def seeded_segments(
