@@ -14,6 +14,11 @@ Other targets (one channel each, all in [0, 1], valid everywhere):
 - ``distance``: ``tanh(d / scale)`` with ``d`` the in-section (y–x) Euclidean distance from a
   non-boundary voxel to the nearest boundary voxel (0 on the boundary), so each instance
   peaks in its centre. Sections are treated separately because EM is anisotropic.
+- ``lsd`` (10 channels): the local shape descriptors of Sheridan et al. (2022), computed by
+  ``lsd_lite.get_lsds``: for each voxel, statistics of its own object within a Gaussian
+  window of ``sigma`` voxels: mean offset to the window's centre of mass (3), variances (3),
+  Pearson correlations (3) and mass (1), each scaled to [0, 1]; 0 on label 0. An auxiliary
+  target: it makes the network learn object shape, which sharpens its affinities.
 
 :func:`compute_targets` stacks several of them (multi-task), in the configured order.
 """
@@ -27,7 +32,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-TARGET_TYPES = ("affinity", "boundary", "foreground", "distance")
+TARGET_TYPES = ("affinity", "boundary", "foreground", "distance", "lsd")
+LSD_CHANNELS = 10  # 3 mean offsets, 3 variances, 3 Pearson correlations, 1 mass
 
 
 def _edge_slices(offset: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -96,11 +102,24 @@ def distance_map(labels: NDArray[np.integer], scale: float) -> NDArray[np.float3
     return out
 
 
+def local_shape_descriptors(labels: NDArray[np.integer], sigma: float, downsample: int) -> NDArray[np.float32]:
+    """The 10 local shape descriptors ``(10, z, y, x)`` in [0, 1] (0 where ``labels == 0``).
+
+    ``labels``' shape must be divisible by ``downsample`` (the descriptors are computed on the
+    labels subsampled by it, then repeated back).
+    """
+    from lsd_lite import get_lsds  # imported here: only runs with an lsd target pay for it
+
+    if any(s % downsample for s in labels.shape):
+        raise ValueError(f"lsd: shape {labels.shape} is not divisible by lsd_downsample {downsample}")
+    return get_lsds(labels.astype(np.uint64), sigma=float(sigma), downsample=downsample).astype(np.float32)
+
+
 def target_channels(kind: str, offsets: Sequence[Sequence[int]]) -> int:
     """Number of output channels of a target type."""
     if kind not in TARGET_TYPES:
         raise ValueError(f"unknown target type '{kind}'; available: {', '.join(TARGET_TYPES)}")
-    return len(offsets) if kind == "affinity" else 1
+    return {"affinity": len(offsets), "lsd": LSD_CHANNELS}.get(kind, 1)
 
 
 def compute_targets(
@@ -109,6 +128,8 @@ def compute_targets(
     kinds: Sequence[str],
     offsets: Sequence[Sequence[int]],
     distance_scale: float = 5.0,
+    lsd_sigma: float = 5.0,
+    lsd_downsample: int = 2,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """All targets stacked ``(channels, z, y, x)`` and their loss weights (0 = ignore).
 
@@ -122,6 +143,10 @@ def compute_targets(
             aff, aff_valid = affinities(labels, offsets)
             targets.append(aff)
             weights.append(aff_valid * valid)
+            continue
+        if kind == "lsd":
+            targets.append(local_shape_descriptors(labels, lsd_sigma, lsd_downsample))
+            weights.append(np.repeat(valid, LSD_CHANNELS, axis=0))
             continue
         if kind == "boundary":
             value = boundary_map(labels)

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from pipeline_lib.targets import affinities, boundary_map, compute_targets, distance_map, foreground, max_offset
+from pipeline_lib.targets import (
+    affinities,
+    boundary_map,
+    compute_targets,
+    distance_map,
+    foreground,
+    local_shape_descriptors,
+    max_offset,
+)
 
 
 def test_affinity_x_example_from_design():
@@ -86,3 +94,25 @@ def test_compute_targets_stacks_channels_and_applies_mask():
     assert weight[:, 1].sum() == 0
     assert weight[3:, 0].all()
     assert set(np.unique(target[:5])) <= {0.0, 1.0}
+
+
+def test_local_shape_descriptors_of_a_slab_point_at_its_centre():
+    """One object filling z < 4 of an 8-voxel cube: along z its voxels' mean offset points to the
+    slab's middle (above 0.5 in the lower half, below in the upper), and label 0 has no descriptor."""
+    labels = np.zeros((8, 8, 8), dtype=np.int32)
+    labels[:4] = 1
+    lsds = local_shape_descriptors(labels, sigma=3.0, downsample=1)
+    assert lsds.shape == (10, 8, 8, 8) and lsds.dtype == np.float32
+    assert lsds.min() >= 0.0 and lsds.max() <= 1.0
+    assert np.all(lsds[:, 4:] == 0.0)
+    mean_z = lsds[0, :4, 4, 4]
+    assert mean_z[0] > 0.5 > mean_z[3]
+    np.testing.assert_allclose(lsds[1, :4, 4, 4], lsds[2, :4, 4, 4])  # y and x alike, as the object is
+
+
+def test_lsd_target_channels_and_divisibility():
+    labels = np.ones((4, 6, 6), dtype=np.int32)
+    target, weight = compute_targets(labels, np.ones_like(labels, bool), ["affinity", "lsd"], [[0, 0, -1]], lsd_downsample=2)
+    assert target.shape == (1 + 10, 4, 6, 6) and weight[1:].min() == 1.0
+    with pytest.raises(ValueError, match="lsd_downsample 4"):
+        local_shape_descriptors(labels, 3.0, 4)

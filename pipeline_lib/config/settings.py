@@ -22,10 +22,12 @@ class LossSettings:
 
 @dataclass(frozen=True)
 class TargetSettings:
-    type: Literal["affinity", "boundary", "foreground", "distance"]
+    type: Literal["affinity", "boundary", "foreground", "distance", "lsd"]
     weight: float
     losses: tuple[LossSettings, ...]
     distance_scale: float
+    lsd_sigma: float
+    lsd_downsample: int
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,12 @@ class ModelSettings:
             raise ConfigError(f"model key 'targets': one 'affinity' target, listed first, is needed; got {kinds}")
         if len(set(kinds)) != len(kinds):
             raise ConfigError(f"model key 'targets': each target type may appear once; got {kinds}")
+        for t in self.targets:
+            if t.type == "lsd" and any(s % t.lsd_downsample for s in self.patch_shape):
+                raise ConfigError(
+                    f"model key 'patch_shape': {list(self.patch_shape)} must be divisible by the lsd "
+                    f"target's lsd_downsample ({t.lsd_downsample})"
+                )
         if self.lr_schedule.name == "plateau" and self.lr_schedule.warmup_steps:
             raise ConfigError("model key 'lr_schedule.warmup_steps': warm-up is not supported with 'plateau'")
 

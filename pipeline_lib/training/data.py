@@ -42,6 +42,8 @@ class PatchSpec:
     offsets: tuple[tuple[int, int, int], ...]
     targets: tuple[str, ...] = ("affinity",)
     distance_scale: float = 5.0
+    lsd_sigma: float = 5.0
+    lsd_downsample: int = 2
 
 
 class _Volume:
@@ -97,7 +99,9 @@ def renumber(labels: np.ndarray) -> np.ndarray:
 
 def make_sample(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, spec: PatchSpec) -> Sample:
     """Tensors ``image (1, z, y, x)``, ``target`` and ``weight`` ``(c, z, y, x)``."""
-    target, valid = compute_targets(labels, mask, spec.targets, spec.offsets, spec.distance_scale)
+    target, valid = compute_targets(
+        labels, mask, spec.targets, spec.offsets, spec.distance_scale, spec.lsd_sigma, spec.lsd_downsample
+    )
     return {
         "image": torch.from_numpy(image[None].copy()),
         "target": torch.from_numpy(target),

@@ -108,11 +108,13 @@ def build_module(settings: ModelSettings) -> AffinityModule:
 
 def patch_spec(settings: ModelSettings) -> PatchSpec:
     distance = [t.distance_scale for t in settings.targets if t.type == "distance"]
+    lsd = [(t.lsd_sigma, t.lsd_downsample) for t in settings.targets if t.type == "lsd"]
     return PatchSpec(
         settings.patch_shape,
         settings.offsets,
         tuple(t.type for t in settings.targets),
         distance[0] if distance else 5.0,
+        *(lsd[0] if lsd else ()),
     )
 
 

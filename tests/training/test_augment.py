@@ -139,6 +139,7 @@ def test_bad_augment_values_name_the_key(augment, key):
         ({"targets": [{"type": "boundary"}]}, "one 'affinity' target, listed first"),
         ({"targets": [{"type": "affinity", "losses": [{"name": "focal"}]}]}, "models.m.targets.0.losses.0.name"),
         ({"lr_schedule": {"name": "plateau", "warmup_steps": 5}}, "warm-up is not supported"),
+        ({"targets": [{"type": "affinity"}, {"type": "lsd", "lsd_downsample": 3}]}, "divisible by the lsd"),
         ({"deep_supervision": {"weights": [1, -0.5]}}, "models.m.deep_supervision.weights.1"),
         ({"optimizer": {"name": "lamb"}}, "models.m.optimizer.name"),
     ],

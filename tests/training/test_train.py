@@ -125,6 +125,7 @@ def test_multitask_with_deep_supervision_trains_and_predicts_affinities_first(st
             {"type": "affinity", "losses": [{"name": "bce"}, {"name": "dice", "weight": 0.5}]},
             {"type": "boundary", "losses": [{"name": "balanced_bce"}]},
             {"type": "distance", "losses": [{"name": "mse"}], "weight": 0.5},
+            {"type": "lsd", "losses": [{"name": "mse"}], "lsd_sigma": 2.0},
         ],
         deep_supervision={"enabled": True},
     )
@@ -133,7 +134,7 @@ def test_multitask_with_deep_supervision_trains_and_predicts_affinities_first(st
 
     module = AffinityModule.load_from_checkpoint(str(best), map_location="cpu").eval()
     out = module(torch.zeros(1, 1, 8, 16, 16))
-    assert out.shape == (1, 3 + 2, 8, 16, 16)
+    assert out.shape == (1, 3 + 2 + 10, 8, 16, 16)
     # Inference loads the same Trainer checkpoint without Lightning, to the same logits.
     from pipeline_lib.inference.predictor import load_model
 
@@ -142,7 +143,7 @@ def test_multitask_with_deep_supervision_trains_and_predicts_affinities_first(st
         torch.testing.assert_close(load_model(best)(image), module(image), rtol=0, atol=0)
     assert module.channel_names[:3] == ["affinity[-1, 0, 0]", "affinity[0, -1, 0]", "affinity[0, 0, -1]"]
     metrics = pd.read_csv(tmp_path / "metrics.csv")
-    assert {"train/boundary/balanced_bce", "train/scale1", "val/distance/mse"} <= set(metrics.columns)
+    assert {"train/boundary/balanced_bce", "train/scale1", "val/distance/mse", "val/lsd/mse"} <= set(metrics.columns)
 
 
 class RecordSchedulers(RecordLR):

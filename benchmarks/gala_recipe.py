@@ -1,0 +1,123 @@
+"""One row of the gala ablation table (docs/results/gala.md) for one training recipe.
+
+Runs the whole workflow on the gala crops for ``config/gala.yaml`` (or ``--config``) with
+some settings changed (``--set models.gala.boundary_weight=1``, values in YAML), in its own
+working folder, and prints per decoder: the threshold chosen by the sweep on the validation
+dataset, validation ARAND, and test VOI split / merge / ARAND (the test crop is only scored;
+nothing is chosen on it). Training time is the wall time of the train rule (assembly
+included, a few seconds) and the number of steps it reached.
+
+The run is the user's own command (``snakemake --configfile ...``) in ``--workdir``, so a
+rerun of one row with other decoder settings reuses its trained model and predictions.
+Output: a markdown table, then as the last stdout line one JSON object
+``{"name": "gala_recipe", "row": ..., "train_seconds": ..., "steps": ..., "decoders": {...}}``.
+
+Run: ``.venv/bin/python benchmarks/gala_recipe.py --row baseline --workdir /tmp/gala-baseline``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline_lib import paths
+
+REPO = Path(__file__).resolve().parents[1]
+TEST = "gala_test"
+
+
+def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """``config[a][b][c] = value`` for ``dotted = "a.b.c"``; missing levels are created."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def build_config(config_file: Path, overrides: list[str]) -> dict[str, Any]:
+    """The configuration file with ``key=value`` overrides applied and its datasets file made absolute."""
+    config = yaml.safe_load(config_file.read_text())
+    config["datasets_file"] = str((REPO / config["datasets_file"]).resolve())
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            sys.exit(f"--set expects key=value, got {item!r}")
+        set_key(config, key, yaml.safe_load(value))
+    return config
+
+
+def snakemake(workdir: Path, cores: int, *targets: str) -> float:
+    """Run the workflow in ``workdir`` (its log in ``workdir/snakemake.log``); seconds taken."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), "--rerun-incomplete", *targets]  # fmt: skip
+    start = time.perf_counter()
+    with open(workdir / "snakemake.log", "a") as log:
+        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        sys.exit(f"the workflow failed; see {workdir / 'snakemake.log'}")
+    return time.perf_counter() - start
+
+
+def last_step(metrics_csv: Path) -> int:
+    with open(metrics_csv) as f:
+        return max(int(row["step"]) for row in csv.DictReader(f))
+
+
+def decoder_row(workdir: Path, model: str, decoder: str, val: str) -> dict[str, Any]:
+    """Sweep choice on validation and test scores of one decoder."""
+    sweep = json.loads((workdir / paths.sweep(model, decoder, val, "json")).read_text())
+    test = json.loads((workdir / paths.evaluation(model, decoder, TEST)).read_text())
+    return {
+        "threshold": sweep["threshold"],
+        "val_arand": round(sweep["arand"], 4),
+        "test_voi_split": round(test["voi_split"], 3),
+        "test_voi_merge": round(test["voi_merge"], 3),
+        "test_arand": round(test["arand"], 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--row", required=True, help="the row's name in the table")
+    parser.add_argument("--config", type=Path, default=REPO / "config" / "gala.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--workdir", type=Path, required=True, help="the run's own folder (results/ inside)")
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+
+    config = build_config(args.config, args.overrides)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    (args.workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (model,) = config["models"]
+    declared = yaml.safe_load(Path(config["datasets_file"]).read_text())["datasets"]
+    (val,) = [d for d in config["datasets"] if "val" in declared[d]["roles"]]
+
+    timing = args.workdir / "train_seconds.txt"  # kept, so that a rerun reusing the model reports it
+    if not (args.workdir / paths.checkpoint(model)).exists():
+        timing.write_text(str(round(snakemake(args.workdir, args.cores, paths.checkpoint(model)))))
+    train_seconds = float(timing.read_text())
+    snakemake(args.workdir, args.cores)
+    steps = last_step(args.workdir / paths.model_file(model, "metrics.csv"))
+    decoders = {name: decoder_row(args.workdir, model, name, val) for name in config["decoders"]}
+
+    print("| row | decoder | threshold (val) | val ARAND | test VOI split | test VOI merge | test ARAND | training |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in decoders.items():
+        print(f"| {args.row} | {name} | {r['threshold']} | {r['val_arand']:.4f} | {r['test_voi_split']:.3f} | "
+              f"{r['test_voi_merge']:.3f} | {r['test_arand']:.4f} | {steps} steps, {train_seconds / 60:.1f} min |")  # fmt: skip
+    summary = {"name": "gala_recipe", "row": args.row, "overrides": args.overrides, "train_seconds": round(train_seconds),
+               "steps": steps, "decoders": decoders}  # fmt: skip
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
