@@ -106,13 +106,32 @@ def local_shape_descriptors(labels: NDArray[np.integer], sigma: float, downsampl
     """The 10 local shape descriptors ``(10, z, y, x)`` in [0, 1] (0 where ``labels == 0``).
 
     ``labels``' shape must be divisible by ``downsample`` (the descriptors are computed on the
-    labels subsampled by it, then repeated back).
+    labels subsampled by it, then repeated back). Equal to ``lsd_lite.get_lsds`` on the whole
+    array (tested), but each object is computed in its bounding box grown by the Gaussian's
+    reach (3 sigma, snapped to the ``downsample`` grid), where its own filters are non-zero:
+    several times faster on patches with many objects.
     """
+    import fastremap
     from lsd_lite import get_lsds  # imported here: only runs with an lsd target pay for it
 
     if any(s % downsample for s in labels.shape):
         raise ValueError(f"lsd: shape {labels.shape} is not divisible by lsd_downsample {downsample}")
-    return get_lsds(labels.astype(np.uint64), sigma=float(sigma), downsample=downsample).astype(np.float32)
+    ids, _ = fastremap.renumber(np.ascontiguousarray(labels), in_place=False)
+    out = np.zeros((LSD_CHANNELS, *labels.shape), dtype=np.float32)
+    reach = int(np.ceil(3 * sigma / downsample)) * downsample + downsample
+    for index, box in enumerate(ndimage.find_objects(ids), start=1):
+        if box is None:
+            continue
+        grown = tuple(
+            slice(
+                max(0, (s.start - reach) // downsample * downsample),
+                min(n, -(-(s.stop + reach) // downsample) * downsample),
+            )
+            for s, n in zip(box, labels.shape, strict=True)
+        )
+        crop = (ids[grown] == index).astype(np.uint8)  # starts and ends on the grid (or at the shape)
+        out[(slice(None), *grown)] += get_lsds(crop, sigma=float(sigma), downsample=downsample, labels=[1])
+    return out
 
 
 def target_channels(kind: str, offsets: Sequence[Sequence[int]]) -> int:

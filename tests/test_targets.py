@@ -112,7 +112,19 @@ def test_local_shape_descriptors_of_a_slab_point_at_its_centre():
 
 def test_lsd_target_channels_and_divisibility():
     labels = np.ones((4, 6, 6), dtype=np.int32)
-    target, weight = compute_targets(labels, np.ones_like(labels, bool), ["affinity", "lsd"], [[0, 0, -1]], lsd_downsample=2)
+    target, weight = compute_targets(
+        labels, np.ones_like(labels, bool), ["affinity", "lsd"], [[0, 0, -1]], lsd_downsample=2
+    )
     assert target.shape == (1 + 10, 4, 6, 6) and weight[1:].min() == 1.0
     with pytest.raises(ValueError, match="lsd_downsample 4"):
         local_shape_descriptors(labels, 3.0, 4)
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_local_shape_descriptors_equal_lsd_lite_on_the_whole_array(downsample):
+    from lsd_lite import get_lsds
+
+    labels = np.random.default_rng(0).integers(0, 5, size=(4, 4, 4)).repeat(4, 0).repeat(4, 1).repeat(4, 2)
+    labels[:, :, 7] = 0
+    expected = get_lsds(labels.astype(np.uint64), sigma=2.0, downsample=downsample)
+    np.testing.assert_allclose(local_shape_descriptors(labels, 2.0, downsample), expected, atol=1e-5)
