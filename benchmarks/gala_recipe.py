@@ -117,7 +117,8 @@ def main() -> None:
     chosen = min(decoders, key=lambda name: decoders[name]["val_arand"])  # the decoder, too, is chosen on validation
     print(f"decoder chosen on validation: {chosen}, test ARAND {decoders[chosen]['test_arand']:.4f}")
     summary = {"name": "gala_recipe", "row": args.row, "overrides": args.overrides,
-               "train_seconds": round(train_seconds), "steps": steps, "chosen": chosen, "decoders": decoders}  # fmt: skip
+               "train_seconds": round(train_seconds), "steps": steps, "chosen": chosen,
+               "decoders": decoders}  # fmt: skip
     print(json.dumps(summary))
 
 
