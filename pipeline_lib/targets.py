@@ -149,17 +149,25 @@ def compute_targets(
     distance_scale: float = 5.0,
     lsd_sigma: float = 5.0,
     lsd_downsample: int = 2,
+    ignore_zero: bool = False,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """All targets stacked ``(channels, z, y, x)`` and their loss weights (0 = ignore).
 
     ``mask`` (``labels``' shape, True = use) zeroes the weight of excluded voxels in every
-    channel; affinities are further masked where the partner voxel is outside the patch.
+    channel; affinities are further masked where the partner voxel is outside the patch. With
+    ``ignore_zero`` label 0 is unlabelled: its voxels weigh 0, and so does every affinity edge
+    with an end on it.
     """
     targets, weights = [], []
+    if ignore_zero:
+        mask = mask & (labels != 0)
     valid = mask.astype(np.float32)[None]
     for kind in kinds:
         if kind == "affinity":
             aff, aff_valid = affinities(labels, offsets)
+            if ignore_zero:
+                both_labelled, _ = affinities(mask.astype(np.int32), offsets)  # 1 where both ends are in the mask
+                aff_valid = both_labelled
             targets.append(aff)
             weights.append(aff_valid * valid)
             continue

@@ -128,3 +128,14 @@ def test_local_shape_descriptors_equal_lsd_lite_on_the_whole_array(downsample):
     labels[:, :, 7] = 0
     expected = get_lsds(labels.astype(np.uint64), sigma=2.0, downsample=downsample)
     np.testing.assert_allclose(local_shape_descriptors(labels, 2.0, downsample), expected, atol=1e-5)
+
+
+def test_label_zero_ignored_drops_every_edge_touching_it():
+    labels = np.array([[[1, 1, 0, 2, 2]]])
+    mask = np.ones(labels.shape, bool)
+    target, weight = compute_targets(labels, mask, ["affinity", "foreground"], [[0, 0, -1]], ignore_zero=True)
+    np.testing.assert_array_equal(target[0, 0, 0], [0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(weight[0, 0, 0], [0, 1, 0, 0, 1])  # 1-0 and 0-2 edges do not count
+    np.testing.assert_array_equal(weight[1, 0, 0], [1, 1, 0, 1, 1])  # nor does the 0 voxel itself
+    _, as_boundary = compute_targets(labels, mask, ["affinity"], [[0, 0, -1]])
+    np.testing.assert_array_equal(as_boundary[0, 0, 0], [0, 1, 1, 1, 1])

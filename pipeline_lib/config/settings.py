@@ -168,6 +168,7 @@ class ModelSettings:
     resume_every_n_steps: int
     num_workers: int | Literal["auto"]
     seed: int
+    label_zero: Literal["boundary", "ignore"]
     boundary_weight: float
     targets: tuple[TargetSettings, ...]
     optimizer: OptimizerSettings

@@ -49,10 +49,16 @@ def worker_augment(settings: AugmentSettings) -> AugmentSettings:
 
 
 def device_targets(
-    labels: torch.Tensor, mask: torch.Tensor, kinds: Sequence[str], offsets: Sequence[Sequence[int]]
+    labels: torch.Tensor,
+    mask: torch.Tensor,
+    kinds: Sequence[str],
+    offsets: Sequence[Sequence[int]],
+    ignore_zero: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and loss weights ``(B, channels, z, y, x)`` of labels/mask ``(B, z, y, x)``, as
     :func:`~pipeline_lib.targets.compute_targets` computes them per sample (affinity, boundary, foreground)."""
+    if ignore_zero:
+        mask = mask & (labels != 0)
     valid = mask.float()[:, None]
     targets, weights = [], []
     for kind in kinds:
@@ -64,7 +70,7 @@ def device_targets(
                 a, b = labels[(slice(None), *here)], labels[(slice(None), *there)]
                 at: tuple[Any, ...] = (slice(None), k, *here)
                 aff[at] = ((a == b) & (a != 0)).float()
-                inside[at] = 1.0
+                inside[at] = (mask[(slice(None), *there)] & mask[(slice(None), *here)]).float() if ignore_zero else 1.0
             targets.append(aff)
             weights.append(inside * valid)
             continue
@@ -92,8 +98,16 @@ def _where(fire: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Te
 class BatchAugment:
     """The batched augmentations and device targets of one model (see the module doc)."""
 
-    def __init__(self, settings: AugmentSettings, kinds: Sequence[str], offsets: Sequence[Sequence[int]], seed: int):
+    def __init__(
+        self,
+        settings: AugmentSettings,
+        kinds: Sequence[str],
+        offsets: Sequence[Sequence[int]],
+        seed: int,
+        ignore_zero: bool = False,
+    ):
         self.s, self.kinds, self.offsets, self.seed = settings, tuple(kinds), offsets, seed
+        self.ignore_zero = ignore_zero
 
     def __call__(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         """``{"image", "labels", "mask"}`` ``(B, 1, z, y, x)`` → ``{"image", "target", "weight"}``."""
@@ -143,7 +157,7 @@ class BatchAugment:
             fire, std = coin(s.noise.p).to(device), uniform(0.0, s.noise.std).view(-1, 1, 1, 1)
             noise = torch.randn(image.shape, generator=g).to(device)
             image = _where(fire, image + noise * std, image)
-        target, weight = device_targets(labels, mask, self.kinds, self.offsets)
+        target, weight = device_targets(labels, mask, self.kinds, self.offsets, self.ignore_zero)
         return {"image": image[:, None].contiguous(), "target": target, "weight": weight}
 
     def _misalign(

@@ -44,6 +44,7 @@ class PatchSpec:
     distance_scale: float = 5.0
     lsd_sigma: float = 5.0
     lsd_downsample: int = 2
+    ignore_zero: bool = False
 
 
 class _Volume:
@@ -100,7 +101,14 @@ def renumber(labels: np.ndarray) -> np.ndarray:
 def make_sample(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, spec: PatchSpec) -> Sample:
     """Tensors ``image (1, z, y, x)``, ``target`` and ``weight`` ``(c, z, y, x)``."""
     target, valid = compute_targets(
-        labels, mask, spec.targets, spec.offsets, spec.distance_scale, spec.lsd_sigma, spec.lsd_downsample
+        labels,
+        mask,
+        spec.targets,
+        spec.offsets,
+        spec.distance_scale,
+        spec.lsd_sigma,
+        spec.lsd_downsample,
+        spec.ignore_zero,
     )
     return {
         "image": torch.from_numpy(image[None].copy()),

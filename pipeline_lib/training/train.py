@@ -109,12 +109,15 @@ def build_module(settings: ModelSettings) -> AffinityModule:
 def patch_spec(settings: ModelSettings) -> PatchSpec:
     distance = [t.distance_scale for t in settings.targets if t.type == "distance"]
     lsd = [(t.lsd_sigma, t.lsd_downsample) for t in settings.targets if t.type == "lsd"]
+    sigma, downsample = lsd[0] if lsd else (5.0, 2)
     return PatchSpec(
         settings.patch_shape,
         settings.offsets,
         tuple(t.type for t in settings.targets),
         distance[0] if distance else 5.0,
-        *(lsd[0] if lsd else ()),
+        sigma,
+        downsample,
+        settings.label_zero == "ignore",
     )
 
 
@@ -169,7 +172,9 @@ def train_model(
     data.setup("fit")  # bad volumes fail here, before the trainer starts
     if batched:
         kinds = [t.type for t in settings.targets]
-        augmenter = BatchAugment(settings.augment, kinds, settings.offsets, settings.seed)
+        augmenter = BatchAugment(
+            settings.augment, kinds, settings.offsets, settings.seed, settings.label_zero == "ignore"
+        )
         callbacks = [BatchAugmentCallback(augmenter), *callbacks]
     if not data.has_validation:
         log.info("no dataset with role 'val': training without validation; best.ckpt is the final checkpoint")

@@ -47,11 +47,14 @@ def batch_of(labels: np.ndarray, n: int, seed: int = 0) -> dict[str, torch.Tenso
     }
 
 
-def test_device_targets_equal_compute_targets(labels_volume: np.ndarray) -> None:
+@pytest.mark.parametrize("ignore_zero", [False, True])
+def test_device_targets_equal_compute_targets(labels_volume: np.ndarray, ignore_zero: bool) -> None:
     batch = batch_of(labels_volume, 3)
-    target, weight = device_targets(batch["labels"][:, 0], batch["mask"][:, 0], KINDS, OFFSETS)
+    assert (batch["labels"] == 0).any()
+    target, weight = device_targets(batch["labels"][:, 0], batch["mask"][:, 0], KINDS, OFFSETS, ignore_zero)
     for i in range(3):
-        expected = compute_targets(batch["labels"][i, 0].numpy(), batch["mask"][i, 0].numpy(), KINDS, OFFSETS)
+        labels, mask = batch["labels"][i, 0].numpy(), batch["mask"][i, 0].numpy()
+        expected = compute_targets(labels, mask, KINDS, OFFSETS, ignore_zero=ignore_zero)
         np.testing.assert_array_equal(target[i].numpy(), expected[0])
         np.testing.assert_array_equal(weight[i].numpy(), expected[1])
     with pytest.raises(ValueError, match="distance"):
