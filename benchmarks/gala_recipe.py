@@ -1,20 +1,23 @@
 """One row of the gala ablation table (docs/results/gala.md) for one training recipe.
 
-Runs the whole workflow on the gala crops for ``config/gala.yaml`` (or ``--config``) with
+Runs the whole workflow on the gala crops for ``config/gala.yaml`` (or ``--config``; any config
+with one validation and one test dataset works, e.g. the demo's) with
 some settings changed (``--set models.gala.boundary_weight=1``, values in YAML), in its own
 working folder, and prints per decoder: the threshold chosen by the sweep on the validation
 dataset, validation ARAND, and test VOI split / merge / ARAND (the test crop is only scored;
 nothing is chosen on it), and which decoder has the lowest validation ARAND. As a diagnostic it
 also prints each decoder's best test ARAND over its threshold grid (what a perfectly chosen
-threshold would give: the gap to the validation-chosen one is what threshold transfer costs). Training time is
-the wall time of the train rule (assembly included, a few seconds) and the steps it reached.
+threshold would give: the gap to the validation-chosen one is what threshold transfer costs).
+Training time is the wall time of the train rule (assembly included, a few seconds) and the
+steps it reached.
 
 The run is the user's own command (``snakemake --configfile ...``) in ``--workdir``, so a
 rerun of one row with other decoder settings reuses its trained model and predictions.
 Output: a markdown table, then as the last stdout line one JSON object
 ``{"name": "gala_recipe", "row": ..., "train_seconds": ..., "steps": ..., "decoders": {...}}``.
 
-Run: ``.venv/bin/python benchmarks/gala_recipe.py --row baseline --workdir /tmp/gala-baseline``.
+Run: ``.venv/bin/python benchmarks/gala_recipe.py --row recipe --workdir /tmp/gala-recipe``; the GPU
+recipe: ``... --config config/gala.yaml --config config/gala_gpu.yaml --cores 16``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from snakemake.utils import update_config
 
 from pipeline_lib import paths
 from pipeline_lib.config import load_config
@@ -39,7 +43,6 @@ from pipeline_lib.io.affinities import affinity_offsets, as_float
 from pipeline_lib.io.volumes import AFFINITIES, open_array
 
 REPO = Path(__file__).resolve().parents[1]
-TEST = "gala_test"
 
 
 def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
@@ -51,9 +54,12 @@ def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def build_config(config_file: Path, overrides: list[str]) -> dict[str, Any]:
-    """The configuration file with ``key=value`` overrides applied and its datasets file made absolute."""
-    config = yaml.safe_load(config_file.read_text())
+def build_config(config_files: list[Path], overrides: list[str]) -> dict[str, Any]:
+    """The configuration files merged as Snakemake merges them (later files win, key by key),
+    ``key=value`` overrides applied, the datasets file made absolute."""
+    config: dict[str, Any] = {}
+    for path in config_files:
+        update_config(config, yaml.safe_load(path.read_text()))
     config["datasets_file"] = str((REPO / config["datasets_file"]).resolve())
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -80,10 +86,10 @@ def last_step(metrics_csv: Path) -> int:
         return max(int(row["step"]) for row in csv.DictReader(f))
 
 
-def decoder_row(workdir: Path, model: str, decoder: str, val: str) -> dict[str, Any]:
+def decoder_row(workdir: Path, model: str, decoder: str, val: str, test_set: str) -> dict[str, Any]:
     """Sweep choice on validation and test scores of one decoder."""
     sweep = json.loads((workdir / paths.sweep(model, decoder, val, "json")).read_text())
-    test = json.loads((workdir / paths.evaluation(model, decoder, TEST)).read_text())
+    test = json.loads((workdir / paths.evaluation(model, decoder, test_set)).read_text())
     return {
         "threshold": sweep["threshold"],
         "val_arand": round(sweep["arand"], 4),
@@ -93,14 +99,14 @@ def decoder_row(workdir: Path, model: str, decoder: str, val: str) -> dict[str, 
     }
 
 
-def test_optimum(workdir: Path, model: str, config: dict[str, Any]) -> dict[str, tuple[float, float]]:
+def test_optimum(workdir: Path, model: str, config: dict[str, Any], test_set: str) -> dict[str, tuple[float, float]]:
     """A diagnostic, never used to choose anything: per decoder, the threshold of its grid that
     would score best on the test crop, and that score (ARAND), to tell prediction quality
     from what the validation-chosen threshold loses."""
     settings = load_config(config, check_files=False)
-    store = workdir / paths.prediction(model, TEST)
+    store = workdir / paths.prediction(model, test_set)
     affinities = as_float(np.asarray(open_array(store, AFFINITIES)[...]))
-    labels = np.asarray(open_array(workdir / paths.volume(TEST), "labels")[...])
+    labels = np.asarray(open_array(workdir / paths.volume(test_set), "labels")[...])
     best = {}
     for name, decoder in settings.decoders.items():
         grid = settings.evaluate.sweep_thresholds[decoder.method]
@@ -116,18 +122,19 @@ def test_optimum(workdir: Path, model: str, config: dict[str, Any]) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--row", required=True, help="the row's name in the table")
-    parser.add_argument("--config", type=Path, default=REPO / "config" / "gala.yaml")
+    parser.add_argument("--config", type=Path, action="append", help="config files in order (default config/gala.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--workdir", type=Path, required=True, help="the run's own folder (results/ inside)")
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args()
 
-    config = build_config(args.config, args.overrides)
+    config = build_config(args.config or [REPO / "config" / "gala.yaml"], args.overrides)
     args.workdir.mkdir(parents=True, exist_ok=True)
     (args.workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (model,) = config["models"]
     declared = yaml.safe_load(Path(config["datasets_file"]).read_text())["datasets"]
     (val,) = [d for d in config["datasets"] if "val" in declared[d]["roles"]]
+    (test_set,) = [d for d in config["datasets"] if "test" in declared[d]["roles"]]
 
     timing = args.workdir / "train_seconds.txt"  # kept, so that a rerun reusing the model reports it
     if not (args.workdir / paths.checkpoint(model)).exists():
@@ -135,8 +142,8 @@ def main() -> None:
     train_seconds = float(timing.read_text())
     snakemake(args.workdir, args.cores)
     steps = last_step(args.workdir / paths.model_file(model, "metrics.csv"))
-    decoders = {name: decoder_row(args.workdir, model, name, val) for name in config["decoders"]}
-    for name, (threshold, arand) in test_optimum(args.workdir, model, config).items():
+    decoders = {name: decoder_row(args.workdir, model, name, val, test_set) for name in config["decoders"]}
+    for name, (threshold, arand) in test_optimum(args.workdir, model, config, test_set).items():
         decoders[name].update(test_best_threshold=threshold, test_best_arand=arand)
 
     print("| row | decoder | threshold (val) | val ARAND | test VOI split | test VOI merge | test ARAND "

@@ -94,3 +94,18 @@ def test_bench_threads_prints_both_sides_and_the_summary() -> None:
     summary = lines[-1]
     check_summary(summary, "bench_threads")
     assert summary["cpu_seconds_ours"] > 0 and summary["cpu_ratio"] > 0
+
+
+def test_gala_recipe_prints_a_row_per_decoder_on_the_demo(tmp_path: Path) -> None:
+    """The ablation runner on the demo config, trained for a few steps: validation choice,
+    test scores and the test-optimum diagnostic per decoder, the decoder chosen on validation."""
+    (summary,) = run_benchmark(
+        "gala_recipe.py", "--row", "smoke", "--workdir", str(tmp_path), "--config", "config/config.yaml",
+        "--set", "models.demo.max_steps=4", "--set", "models.demo.val_every_n_steps=2",
+        "--set", "models.demo.max_minutes=0",
+    )  # fmt: skip
+    assert summary["name"] == "gala_recipe" and summary["steps"] >= 3
+    assert set(summary["decoders"]) == {"waterz", "mws"} and summary["chosen"] in summary["decoders"]
+    for row in summary["decoders"].values():
+        assert 0 <= row["test_best_arand"] <= row["test_arand"] + 0.01  # blockwise vs whole: float-level ties
+        assert 0 <= row["val_arand"] <= 1
