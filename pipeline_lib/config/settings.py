@@ -262,6 +262,7 @@ class EvaluateSettings:
     block_shape: Shape3
     sweep_thresholds: dict[str, tuple[float, ...]]  # grid per decoder method
     sweep_criterion: Literal["arand", "voi"]
+    sweep_tolerance: float
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ threshold), scores each result against the volume's
   the threshold, the best one marked.
 
 It returns the best row (lowest ``criterion``; ties go to the higher threshold, i.e. the
-more conservative, less merged result) as a dict, with the grid tried (``thresholds``) and
+more conservative, less merged result; with ``tolerance`` every threshold scoring within that
+fraction of the lowest counts as tied, :func:`choose`) as a dict, with the grid tried (``thresholds``) and
 ``grid_edge``: ``"lowest"`` or ``"highest"`` when the best threshold is an end of a grid of
 several values (the optimum may lie beyond it: :func:`grid_edge_warning` says which key to
 extend; the warning goes to the log, the JSON's ``warning`` and the plot), else ``None``.
@@ -112,6 +113,14 @@ def _plot(
     plt.close(fig)
 
 
+def choose(rows: Sequence[dict[str, Any]], criterion: Criterion, tolerance: float = 0.0) -> dict[str, Any]:
+    """The row of the highest threshold whose ``criterion`` is at most ``(1 + tolerance)`` times
+    the lowest (``tolerance`` 0: the lowest, ties to the higher threshold)."""
+    lowest = min(r[criterion] for r in rows)
+    tied = [r for r in rows if r[criterion] <= lowest * (1 + tolerance)]
+    return max(tied, key=lambda r: r["threshold"])
+
+
 def sweep(
     affinities_store: str | Path,
     volume_store: str | Path,
@@ -121,6 +130,7 @@ def sweep(
     out_png: str | Path,
     criterion: Criterion = "arand",
     out_json: str | Path | None = None,
+    tolerance: float = 0.0,
 ) -> dict[str, Any]:
     """Decode ``affinities_store`` at each threshold, score against ``volume_store``'s labels.
 
@@ -143,7 +153,7 @@ def sweep(
         rows[-1]["seconds"] = round(time.perf_counter() - start, 3)
         start = time.perf_counter()
     rows.sort(key=lambda r: r["threshold"])
-    best = min(reversed(rows), key=lambda r: r[criterion])
+    best = choose(rows, criterion, tolerance)
     with atomic_file(out_csv) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -154,6 +164,8 @@ def sweep(
     _plot(rows, best, criterion, decoder.method, Path(out_png), warning)
     result = {
         "criterion": criterion,
+        "tolerance": tolerance,
+        "lowest": min(r[criterion] for r in rows),  # the best score of the grid (= the chosen one's without tolerance)
         "method": decoder.method,
         **{k: best[k] for k in COLUMNS},
         "thresholds": sorted(set(thresholds)),
@@ -166,7 +178,7 @@ def sweep(
     return result
 
 
-__all__ = ["COLUMNS", "grid_edge", "grid_edge_warning", "segmentations", "sweep"]
+__all__ = ["COLUMNS", "choose", "grid_edge", "grid_edge_warning", "segmentations", "sweep"]
 
 
 def tuned_decoder(decoder: DecoderSettings, sweep_result: str | Path | None) -> DecoderSettings:

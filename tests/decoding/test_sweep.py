@@ -12,7 +12,7 @@ from decoding_helpers import LONG_OFFSETS, write_affinities
 
 from pipeline_lib.data.synthetic import generate
 from pipeline_lib.decoding.registry import decoder_settings
-from pipeline_lib.decoding.sweep import COLUMNS, sweep
+from pipeline_lib.decoding.sweep import COLUMNS, choose, sweep
 from pipeline_lib.io.volumes import create_array
 from pipeline_lib.targets import affinities
 
@@ -51,6 +51,13 @@ def test_sweep_writes_table_plot_and_best(stores, tmp_path, method: str) -> None
     assert merge[0] >= merge[-1]  # the lowest threshold merges at least as much as the highest
     if method != "connected_components":
         assert min(arand) < 0.1
+    tolerant = sweep(
+        stores / "affs.zarr", stores / "volume.zarr", decoder, thresholds,
+        tmp_path / "t.csv", tmp_path / "t.png", tolerance=1.0,
+    )  # fmt: skip
+    within = [float(r["threshold"]) for r, a in zip(rows, arand, strict=True) if a <= 2 * min(arand)]
+    assert tolerant["threshold"] == max(within) and tolerant["tolerance"] == 1.0
+    assert tolerant["lowest"] == min(arand)
 
 
 def test_sweep_rejects_bad_thresholds(stores, tmp_path) -> None:
@@ -142,3 +149,14 @@ def test_default_grids_reach_each_methods_optimum() -> None:
         assert max(np.diff(near_one)) <= 0.005 + 1e-9
     for method in ("waterz", "mutex_watershed"):
         assert min(grids[method]) <= 0.01 and max(grids[method]) >= 0.99
+
+
+def test_choose_takes_the_highest_threshold_within_the_tolerance() -> None:
+    """Seed 0's validation curve on gala (docs/results/gala.md): flat from 0.4 to 0.7."""
+    arand = {0.3: 0.048, 0.4: 0.042, 0.5: 0.0416, 0.6: 0.042, 0.7: 0.044, 0.8: 0.049, 0.9: 0.060}
+    rows = [{"threshold": t, "arand": a} for t, a in arand.items()]
+    assert choose(rows, "arand")["threshold"] == 0.5
+    assert choose(rows, "arand", tolerance=0.02)["threshold"] == 0.6  # 0.042 <= 0.0416 * 1.02
+    assert choose(rows, "arand", tolerance=0.2)["threshold"] == 0.8
+    ties = [{"threshold": t, "voi": 1.0} for t in (0.2, 0.6, 0.4)]
+    assert choose(ties, "voi")["threshold"] == 0.6  # exact ties: the higher threshold, as before

@@ -14,5 +14,6 @@ with job_logging(snakemake.log[0]):
         snakemake.output.table,
         snakemake.output.plot,
         criterion=settings.evaluate.sweep_criterion,
+        tolerance=settings.evaluate.sweep_tolerance,
         out_json=snakemake.output.best,
     )
