@@ -33,6 +33,6 @@ def test_gala_configuration_runs_end_to_end(tmp_path):
         scores = json.loads((tmp_path / f"results/evaluations/gala/{decoder}/gala_test.json").read_text())
         assert 0.0 <= scores["arand"] <= 1.0
         assert scores["n_gt_objects"] == 132  # the test crop's non-zero labels, read through HDF5 + LZF
-        (sweep,) = (tmp_path / f"results/sweeps/gala/{decoder}").glob("*.json")  # on the train crop
+        (sweep,) = (tmp_path / f"results/sweeps/gala/{decoder}").glob("*.json")  # on the held-out part
         best = json.loads(sweep.read_text())
         assert best["threshold"] in best["thresholds"]
