@@ -18,7 +18,8 @@ Other targets (one channel each, all in [0, 1], valid everywhere):
   ``lsd_lite.get_lsds``: for each voxel, statistics of its own object within a Gaussian
   window of ``sigma`` voxels: mean offset to the window's centre of mass (3), variances (3),
   Pearson correlations (3) and mass (1), each scaled to [0, 1]; 0 on label 0. An auxiliary
-  target: it makes the network learn object shape, which sharpens its affinities.
+  target (Sheridan et al. report sharper affinities with it; on the gala crops it did not
+  help at equal CPU time: docs/results/gala.md).
 
 :func:`compute_targets` stacks several of them (multi-task), in the configured order.
 """
@@ -106,10 +107,13 @@ def local_shape_descriptors(labels: NDArray[np.integer], sigma: float, downsampl
     """The 10 local shape descriptors ``(10, z, y, x)`` in [0, 1] (0 where ``labels == 0``).
 
     ``labels``' shape must be divisible by ``downsample`` (the descriptors are computed on the
-    labels subsampled by it, then repeated back). Equal to ``lsd_lite.get_lsds`` on the whole
-    array (tested), but each object is computed in its bounding box grown by the Gaussian's
-    reach (3 sigma, snapped to the ``downsample`` grid), where its own filters are non-zero:
-    several times faster on patches with many objects.
+    labels subsampled by it, then repeated back). Each object is computed by
+    ``lsd_lite.get_lsds`` in its bounding box grown by the Gaussian's reach (3 sigma, snapped to
+    the ``downsample`` grid), where its own filters are non-zero: equal to ``get_lsds`` on the
+    whole array to float precision on small arrays (tested), and more precise on large ones
+    (lsd-lite's variances are ``E[x²] − E[x]²`` in coordinates of the whole array, which lose
+    float32 digits far from its origin). On a 32×64×64 gala patch: 0.85 s against 1.9 s at
+    ``downsample`` 1, about the same (0.2–0.4 s) at 2.
     """
     import fastremap
     from lsd_lite import get_lsds  # imported here: only runs with an lsd target pay for it

@@ -56,7 +56,8 @@ def device_targets(
     ignore_zero: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and loss weights ``(B, channels, z, y, x)`` of labels/mask ``(B, z, y, x)``, as
-    :func:`~pipeline_lib.targets.compute_targets` computes them per sample (affinity, boundary, foreground)."""
+    :func:`~pipeline_lib.targets.compute_targets` computes them per sample (affinity, boundary, foreground),
+    ``ignore_zero`` included."""
     if ignore_zero:
         mask = mask & (labels != 0)
     valid = mask.float()[:, None]
