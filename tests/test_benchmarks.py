@@ -109,3 +109,11 @@ def test_gala_recipe_prints_a_row_per_decoder_on_the_demo(tmp_path: Path) -> Non
     for row in summary["decoders"].values():
         assert 0 <= row["test_best_arand"] <= row["test_arand"] + 0.01  # blockwise vs whole: float-level ties
         assert 0 <= row["val_arand"] <= 1
+    # The threshold-transfer check reads that run: with tolerance 0 it re-chooses the runner's
+    # decoder and threshold (its test score is a whole-volume decode, the runner's a blockwise one).
+    *runs, transfer = run_benchmark("gala_threshold_transfer.py", "--workdir", str(tmp_path))
+    exact = runs[0]["tolerance 0"]
+    assert exact["decoder"] == summary["chosen"]
+    assert exact["threshold"] == summary["decoders"][exact["decoder"]]["threshold"]
+    assert 0 <= exact["test_arand"] <= 1 and len(runs[0]["tolerance 0.2"]["halves_arand"]) == 2
+    assert transfer["name"] == "gala_threshold_transfer" and set(transfer["tolerances"]) == {"0.0", "0.2"}

@@ -85,7 +85,9 @@ def make_run(workdir: Path, model: str = "m", dataset: str = "d") -> SyntheticRu
             store,
             volume,
             evaluations[decoder],
-            EvaluateSettings(block_shape=CHUNKS, sweep_thresholds={"waterz": (0.5,)}, sweep_criterion="arand"),
+            EvaluateSettings(
+                block_shape=CHUNKS, sweep_thresholds={"waterz": (0.5,)}, sweep_criterion="arand", sweep_tolerance=0.0
+            ),
         )
     return SyntheticRun(workdir, volume, prediction, segmentations, evaluations)
 

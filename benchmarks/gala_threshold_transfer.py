@@ -1,0 +1,131 @@
+"""How well does a threshold chosen on validation data transfer? Two checks on finished runs.
+
+For each ``--workdir`` of ``benchmarks/gala_recipe.py`` (its model's stored predictions, its
+validation sweep tables and its volumes), and each ``--tolerance`` (see
+:func:`pipeline_lib.decoding.sweep.choose`):
+
+1. **validation → test**: each decoder's threshold re-chosen from the stored validation sweep
+   table with that tolerance, the decoder chosen by its lowest validation score, and the test
+   dataset decoded (whole volume, in memory) and scored there. A diagnostic on test data:
+   nothing here may be used to choose a setting.
+2. **half → half of the validation dataset** (training data only): waterz's threshold chosen
+   on one half of the validation volume (split along y) and scored on the other, both ways.
+   A rule that helps here is supported by training data; one that helps only in (1) is not.
+
+Output: one JSON line per run, then a summary line
+``{"name": "gala_threshold_transfer", "tolerances": ..., "test_mean": ..., "halves_mean": ...}``.
+Run: ``.venv/bin/python benchmarks/gala_threshold_transfer.py --workdir RUN [--workdir RUN2 ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from numpy.typing import NDArray
+
+from pipeline_lib import paths
+from pipeline_lib.config import DecoderSettings, load_config
+from pipeline_lib.decoding.sweep import choose, segmentations
+from pipeline_lib.evaluation import evaluate_arrays
+from pipeline_lib.io.affinities import affinity_offsets, as_float
+from pipeline_lib.io.volumes import AFFINITIES, open_array
+
+HALF_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def prediction_and_labels(workdir: Path, model: str, dataset: str) -> tuple[NDArray[np.float32], list, NDArray[Any]]:
+    store = workdir / paths.prediction(model, dataset)
+    affinities = as_float(np.asarray(open_array(store, AFFINITIES)[...]))
+    labels = np.asarray(open_array(workdir / paths.volume(dataset), "labels")[...])
+    return affinities, affinity_offsets(store), labels
+
+
+def arand_at(
+    affinities: NDArray[np.float32], offsets: list, labels: NDArray[Any], decoder: DecoderSettings, t: float
+) -> float:
+    ((_, segmentation),) = segmentations(affinities, offsets, decoder, [t])
+    return evaluate_arrays(segmentation, labels).arand
+
+
+def validation_to_test(
+    workdir: Path, model: str, val: str, test: str, decoders: dict[str, DecoderSettings], tolerance: float
+) -> dict[str, Any]:
+    """Thresholds re-chosen from the validation sweep tables; the chosen decoder's test ARAND."""
+    rows = {}
+    for name in decoders:
+        with open(workdir / paths.sweep(model, name, val, "csv")) as f:
+            table = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        rows[name] = (min(r["arand"] for r in table), choose(table, "arand", tolerance)["threshold"])
+    chosen = min(rows, key=lambda name: rows[name][0])
+    affinities, offsets, labels = prediction_and_labels(workdir, model, test)
+    threshold = rows[chosen][1]
+    return {
+        "decoder": chosen,
+        "threshold": threshold,
+        "test_arand": arand_at(affinities, offsets, labels, decoders[chosen], threshold),
+    }
+
+
+def half_to_half(
+    workdir: Path, model: str, val: str, decoder: DecoderSettings, tolerances: Sequence[float]
+) -> dict[float, list[float]]:
+    """Per tolerance: ARAND on each half of the validation volume at the threshold chosen on the other."""
+    affinities, offsets, labels = prediction_and_labels(workdir, model, val)
+    middle = labels.shape[1] // 2
+    halves = [np.s_[:, :middle], np.s_[:, middle:]]
+    scores = []
+    for half in halves:
+        pairs = segmentations(affinities[(slice(None), *half)], offsets, decoder, HALF_GRID)
+        scores.append({t: evaluate_arrays(seg, labels[half]).arand for t, seg in pairs})
+    out: dict[float, list[float]] = {}
+    for tolerance in tolerances:
+        out[tolerance] = []
+        for chosen_on, scored_on in ((0, 1), (1, 0)):
+            table = [{"threshold": t, "arand": a} for t, a in scores[chosen_on].items()]
+            out[tolerance].append(scores[scored_on][choose(table, "arand", tolerance)["threshold"]])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", type=Path, action="append", required=True)
+    parser.add_argument("--tolerance", type=float, action="append", help="default: 0 and 0.2")
+    args = parser.parse_args()
+    tolerances = args.tolerance or [0.0, 0.2]
+    test_scores: dict[float, list[float]] = {t: [] for t in tolerances}
+    half_scores: dict[float, list[float]] = {t: [] for t in tolerances}
+    for workdir in args.workdir:
+        config = yaml.safe_load((workdir / "config.yaml").read_text())
+        settings = load_config(config, check_files=False)
+        (model,) = settings.models
+        (val,) = [name for name in config["datasets"] if "val" in settings.datasets[name].roles]
+        (test,) = [name for name in config["datasets"] if "test" in settings.datasets[name].roles]
+        graph = {name: d for name, d in settings.decoders.items() if d.method in ("waterz", "mutex_watershed")}
+        line: dict[str, Any] = {"workdir": str(workdir)}
+        waterz = next(d for d in settings.decoders.values() if d.method == "waterz")
+        halves = half_to_half(workdir, model, val, waterz, tolerances)
+        for tolerance in tolerances:
+            result = validation_to_test(workdir, model, val, test, graph, tolerance)
+            test_scores[tolerance].append(result["test_arand"])
+            half_scores[tolerance] += halves[tolerance]
+            line[f"tolerance {tolerance:g}"] = {**result, "halves_arand": [round(a, 4) for a in halves[tolerance]]}
+        print(json.dumps(line), flush=True)
+    mean = {
+        t: {
+            "test_mean": round(float(np.mean(test_scores[t])), 4),
+            "halves_mean": round(float(np.mean(half_scores[t])), 4),
+        }
+        for t in tolerances
+    }
+    print(json.dumps({"name": "gala_threshold_transfer", "runs": len(args.workdir), "tolerances": mean}))
+
+
+if __name__ == "__main__":
+    main()
