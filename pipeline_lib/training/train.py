@@ -32,6 +32,7 @@ import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -107,17 +108,20 @@ def build_module(settings: ModelSettings) -> AffinityModule:
 
 
 def patch_spec(settings: ModelSettings) -> PatchSpec:
-    distance = [t.distance_scale for t in settings.targets if t.type == "distance"]
-    lsd = [(t.lsd_sigma, t.lsd_downsample) for t in settings.targets if t.type == "lsd"]
-    sigma, downsample = lsd[0] if lsd else (5.0, 2)
+    """The loader's view of a model: parameters of targets it does not have keep PatchSpec's
+    defaults (they are never used)."""
+    params: dict[str, Any] = {}
+    for target in settings.targets:
+        if target.type == "distance":
+            params["distance_scale"] = target.distance_scale
+        elif target.type == "lsd":
+            params.update(lsd_sigma=target.lsd_sigma, lsd_downsample=target.lsd_downsample)
     return PatchSpec(
         settings.patch_shape,
         settings.offsets,
         tuple(t.type for t in settings.targets),
-        distance[0] if distance else 5.0,
-        sigma,
-        downsample,
-        settings.label_zero == "ignore",
+        ignore_zero=settings.label_zero == "ignore",
+        **params,
     )
 
 
