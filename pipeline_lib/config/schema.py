@@ -81,3 +81,14 @@ def validate_with_defaults(data: Mapping[str, Any], schema_name: str, source: st
     if errors:
         raise ConfigError(f"{source}: key '{_key_path(errors[0])}': {_describe(errors[0])}")
     return instance
+
+
+def definition_defaults(data: Mapping[str, Any], definition: str) -> dict[str, Any]:
+    """A deep copy of ``data`` with the defaults of the config schema's ``$defs/<definition>``
+    filled in (nested definitions too). Nothing is validated: for plain data written by an
+    older version (a checkpoint's hyperparameters) that lacks keys added since."""
+    schema = {"$defs": load_schema("config")["$defs"], "$ref": f"#/$defs/{definition}"}
+    instance = copy.deepcopy(dict(data))
+    for _ in _Validator(schema).iter_errors(instance):
+        pass  # iterating fills the defaults; old data need not satisfy today's constraints
+    return instance

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from pipeline_lib.config import build
+from pipeline_lib.config.schema import definition_defaults
 from pipeline_lib.config.settings import NetworkSettings
 from pipeline_lib.devices import CPU_BATCH_SIZE, batch_for_memory, probe_bytes_per_item
 from pipeline_lib.errors import ConfigError, DataError
@@ -71,6 +72,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def network_settings(hparams: dict[str, Any]) -> NetworkSettings:
+    """The network settings saved in a checkpoint. Target keys added to the schema after the
+    checkpoint was written (``lsd_sigma``, ...) take their schema defaults, so checkpoints of
+    earlier versions still load."""
+    targets = [definition_defaults(target, "target") for target in hparams["targets"]]
+    return build(NetworkSettings, {**hparams, "targets": targets})
+
+
 class TrainedNetwork(nn.Module):
     """The network of a training checkpoint, for inference (no Lightning needed to load it).
 
@@ -83,7 +92,7 @@ class TrainedNetwork(nn.Module):
     def __init__(self, hparams: dict[str, Any]) -> None:
         super().__init__()
         self.hparams = hparams
-        self.network = build(NetworkSettings, hparams)
+        self.network = network_settings(hparams)
         self.offsets = [tuple(int(v) for v in o) for o in self.network.offsets]
         self.net = create_network(self.network)
 

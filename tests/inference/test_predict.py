@@ -252,6 +252,27 @@ def test_load_model_matches_lightning_loading(tmp_path: Path) -> None:
     assert not ours.training and ours.offsets == [(-1, 0, 0), (0, -1, 0), (0, 0, -1)]
 
 
+def test_a_checkpoint_of_an_earlier_version_loads_with_the_new_keys_defaulted(tmp_path: Path) -> None:
+    """Checkpoints written before ``lsd_sigma`` / ``lsd_downsample`` existed lack them in their
+    targets: they load, with the schema's defaults (5.0, 2), and predict as before."""
+    model, _ = settings({"targets": [{"type": "affinity"}, {"type": "boundary"}]})
+    ckpt = save_checkpoint(tmp_path / "new.ckpt", model)
+    saved = torch.load(ckpt, weights_only=True)
+    old = {**saved, "hyper_parameters": dict(saved["hyper_parameters"])}
+    old["hyper_parameters"]["targets"] = [
+        {k: v for k, v in t.items() if k not in ("lsd_sigma", "lsd_downsample")}
+        for t in saved["hyper_parameters"]["targets"]
+    ]
+    assert all("lsd_sigma" not in t for t in old["hyper_parameters"]["targets"])
+    torch.save(old, tmp_path / "old.ckpt")
+    earlier, current = load_model(tmp_path / "old.ckpt"), load_model(ckpt)
+    assert [(t.lsd_sigma, t.lsd_downsample) for t in earlier.network.targets] == [(5.0, 2), (5.0, 2)]
+    assert earlier.network == current.network
+    x = torch.rand(1, 1, 8, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(earlier(x), current(x), rtol=0, atol=0)
+
+
 def test_prediction_path_does_not_import_lightning() -> None:
     """Checkpoints load without Lightning, which keeps its ~80 MB of imports out of block jobs."""
     code = "import sys, pipeline_lib.inference.predict; print('lightning' in sys.modules)"
