@@ -108,8 +108,9 @@ def half_to_half(
 def perturbed_to_test(
     workdir: Path, settings: Any, model: str, val: str, test: str, decoder: DecoderSettings, draws: int
 ) -> dict[str, Any]:
-    """Waterz's threshold chosen on the mean ARAND curve of ``draws`` intensity-perturbed
-    predictions of the validation image; its ARAND on the stored test prediction."""
+    """Waterz's threshold chosen (as the sweep chooses, ties to the higher) on the mean ARAND
+    curve of ``draws`` intensity-perturbed predictions of the validation image; its ARAND on
+    the stored test prediction."""
     model_settings = settings.models[model]
     augment = model_settings.augment
     switched = {
@@ -130,7 +131,7 @@ def perturbed_to_test(
         pairs = segmentations(affinities, model_settings.offsets, decoder, HALF_GRID)
         curves.append({t: evaluate_arrays(seg, labels).arand for t, seg in pairs})
     mean = {t: float(np.mean([curve[t] for curve in curves])) for t in HALF_GRID}
-    threshold = min(HALF_GRID, key=lambda t: mean[t])
+    threshold = choose([{"threshold": t, "arand": a} for t, a in mean.items()], "arand")["threshold"]
     affinities, offsets, test_labels = prediction_and_labels(workdir, model, test)
     return {
         "threshold": threshold,
