@@ -50,9 +50,10 @@ from pipeline_lib.training.augment import build_augment
 INTENSITY = ("gamma", "contrast", "brightness", "noise")
 
 HALF_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+Scored = tuple[NDArray[np.float32], list, NDArray[Any]]  # a dataset's affinities, their offsets, its labels
 
 
-def prediction_and_labels(workdir: Path, model: str, dataset: str) -> tuple[NDArray[np.float32], list, NDArray[Any]]:
+def prediction_and_labels(workdir: Path, model: str, dataset: str) -> Scored:
     store = workdir / paths.prediction(model, dataset)
     affinities = as_float(np.asarray(open_array(store, AFFINITIES)[...]))
     labels = np.asarray(open_array(workdir / paths.volume(dataset), "labels")[...])
@@ -67,7 +68,7 @@ def arand_at(
 
 
 def validation_to_test(
-    workdir: Path, model: str, val: str, test: str, decoders: dict[str, DecoderSettings], tolerance: float
+    workdir: Path, model: str, val: str, test: Scored, decoders: dict[str, DecoderSettings], tolerance: float
 ) -> dict[str, Any]:
     """Thresholds re-chosen from the validation sweep tables; the chosen decoder's test ARAND."""
     rows = {}
@@ -76,7 +77,7 @@ def validation_to_test(
             table = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
         rows[name] = (min(r["arand"] for r in table), choose(table, "arand", tolerance)["threshold"])
     chosen = min(rows, key=lambda name: rows[name][0])
-    affinities, offsets, labels = prediction_and_labels(workdir, model, test)
+    affinities, offsets, labels = test
     threshold = rows[chosen][1]
     return {
         "decoder": chosen,
@@ -106,7 +107,7 @@ def half_to_half(
 
 
 def perturbed_to_test(
-    workdir: Path, settings: Any, model: str, val: str, test: str, decoder: DecoderSettings, draws: int
+    workdir: Path, settings: Any, model: str, val: str, test: Scored, decoder: DecoderSettings, draws: int
 ) -> dict[str, Any]:
     """Waterz's threshold chosen (as the sweep chooses, ties to the higher) on the mean ARAND
     curve of ``draws`` intensity-perturbed predictions of the validation image; its ARAND on
@@ -132,11 +133,10 @@ def perturbed_to_test(
         curves.append({t: evaluate_arrays(seg, labels).arand for t, seg in pairs})
     mean = {t: float(np.mean([curve[t] for curve in curves])) for t in HALF_GRID}
     threshold = choose([{"threshold": t, "arand": a} for t, a in mean.items()], "arand")["threshold"]
-    affinities, offsets, test_labels = prediction_and_labels(workdir, model, test)
     return {
         "threshold": threshold,
         "val_mean_arand": round(mean[threshold], 4),
-        "test_arand": arand_at(affinities, offsets, test_labels, decoder, threshold),
+        "test_arand": arand_at(*test, decoder, threshold),
     }
 
 
@@ -154,7 +154,8 @@ def main() -> None:
         settings = load_config(config, check_files=False)
         (model,) = settings.models
         (val,) = [name for name in config["datasets"] if "val" in settings.datasets[name].roles]
-        (test,) = [name for name in config["datasets"] if "test" in settings.datasets[name].roles]
+        (test_name,) = [name for name in config["datasets"] if "test" in settings.datasets[name].roles]
+        test = prediction_and_labels(workdir, model, test_name)  # read once, scored by every check
         graph = {name: d for name, d in settings.decoders.items() if d.method in ("waterz", "mutex_watershed")}
         line: dict[str, Any] = {"workdir": str(workdir)}
         waterz = next(d for d in settings.decoders.values() if d.method == "waterz")

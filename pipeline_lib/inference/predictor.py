@@ -73,11 +73,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def network_settings(hparams: dict[str, Any]) -> NetworkSettings:
-    """The network settings saved in a checkpoint. Target keys added to the schema after the
-    checkpoint was written (``lsd_sigma``, ...) take their schema defaults, so checkpoints of
-    earlier versions still load."""
-    targets = [definition_defaults(target, "target") for target in hparams["targets"]]
-    return build(NetworkSettings, {**hparams, "targets": targets})
+    """The network settings saved in a checkpoint. Model keys added to the schema after the
+    checkpoint was written (``targets[].lsd_sigma``, ...) take their schema defaults, so
+    checkpoints of earlier versions still load."""
+    return build(NetworkSettings, definition_defaults(hparams, "model"))
 
 
 class TrainedNetwork(nn.Module):
