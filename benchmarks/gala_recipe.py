@@ -93,7 +93,7 @@ def decoder_row(workdir: Path, model: str, decoder: str, val: str, test_set: str
     return {
         "threshold": sweep["threshold"],
         "val_arand": round(sweep["arand"], 4),
-        "val_lowest": round(sweep["lowest"], 4),
+        "val_lowest": sweep["lowest"],  # unrounded: the decoder is chosen on it, as gala_threshold_transfer does
         "test_voi_split": round(test["voi_split"], 3),
         "test_voi_merge": round(test["voi_merge"], 3),
         "test_arand": round(test["arand"], 4),

@@ -111,12 +111,17 @@ def test_gala_recipe_prints_a_row_per_decoder_on_the_demo(tmp_path: Path) -> Non
         assert 0 <= row["val_arand"] <= 1
     # The threshold-transfer check reads that run: with tolerance 0 it re-chooses the runner's
     # decoder and threshold (its test score is a whole-volume decode, the runner's a blockwise one).
-    *runs, transfer = run_benchmark("gala_threshold_transfer.py", "--workdir", str(tmp_path), "--perturbed", "2")
+    *runs, transfer = run_benchmark(
+        "gala_threshold_transfer.py", "--workdir", str(tmp_path), "--margin", "0.01", "--perturbed", "2"
+    )
     exact = runs[0]["tolerance 0"]
     assert exact["decoder"] == summary["chosen"]
     assert exact["threshold"] == summary["decoders"][exact["decoder"]]["threshold"]
     assert 0 <= exact["test_arand"] <= 1 and len(runs[0]["tolerance 0.2"]["halves_arand"]) == 2
-    assert transfer["name"] == "gala_threshold_transfer" and set(transfer["tolerances"]) == {"0.0", "0.2"}
+    assert transfer["name"] == "gala_threshold_transfer"
+    assert set(transfer["rules"]) == {"tolerance 0", "tolerance 0.2", "margin 0.01"}
+    margin = runs[0]["margin 0.01"]  # ties within 0.01 ARAND: never a lower threshold than the exact best
+    assert margin["decoder"] == exact["decoder"] and margin["threshold"] >= exact["threshold"]
     perturbed = runs[0]["perturbed"]  # chosen on the perturbed validation curve: a threshold of its grid
     assert perturbed["threshold"] in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
     assert 0 <= perturbed["val_mean_arand"] <= 1 and 0 <= perturbed["test_arand"] <= 1

@@ -113,11 +113,14 @@ def _plot(
     plt.close(fig)
 
 
-def choose(rows: Sequence[dict[str, Any]], criterion: Criterion, tolerance: float = 0.0) -> dict[str, Any]:
+def choose(
+    rows: Sequence[dict[str, Any]], criterion: Criterion, tolerance: float = 0.0, margin: float = 0.0
+) -> dict[str, Any]:
     """The row of the highest threshold whose ``criterion`` is at most ``(1 + tolerance)`` times
-    the lowest (``tolerance`` 0: the lowest, ties to the higher threshold)."""
+    the lowest plus ``margin`` (both 0: the lowest, ties to the higher threshold). ``tolerance``
+    is relative to the lowest score, ``margin`` in the criterion's own units."""
     lowest = min(r[criterion] for r in rows)
-    tied = [r for r in rows if r[criterion] <= lowest * (1 + tolerance)]
+    tied = [r for r in rows if r[criterion] <= lowest * (1 + tolerance) + margin]
     return max(tied, key=lambda r: r["threshold"])
 
 

@@ -27,6 +27,16 @@ def test_the_cpu_recipe_holds_out_validation_from_the_train_crop():
     assert all(p <= s for p, s in zip(model.patch_shape, val.shape, strict=True))  # validation patches fit
 
 
+def test_the_front_split_holds_out_the_other_end_of_the_train_crop():
+    """The ablation row "validation at the front": the same crop, train and val swapped ends."""
+    config = gala_config()
+    config["datasets"] = ["gala_train_back", "gala_val_front", "gala_test"]
+    datasets = load_config(config, check_files=False).datasets
+    train, val = datasets["gala_train_back"].roi, datasets["gala_val_front"].roi
+    assert (val.begin[2], val.shape[2], train.begin[2], train.shape[2]) == (0, 64, 64, 136)
+    assert datasets["gala_train_back"].roles == ("train",) and datasets["gala_val_front"].roles == ("val",)
+
+
 def test_the_gpu_recipe_changes_only_what_a_gpu_changes():
     cpu = load_config(gala_config(), check_files=False).models["gala"]
     gpu = load_config(gala_config("gala_gpu.yaml"), check_files=False).models["gala"]

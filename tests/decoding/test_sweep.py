@@ -158,5 +158,7 @@ def test_choose_takes_the_highest_threshold_within_the_tolerance() -> None:
     assert choose(rows, "arand")["threshold"] == 0.5
     assert choose(rows, "arand", tolerance=0.02)["threshold"] == 0.6  # 0.042 <= 0.0416 * 1.02
     assert choose(rows, "arand", tolerance=0.2)["threshold"] == 0.8
+    assert choose(rows, "arand", margin=0.01)["threshold"] == 0.8  # 0.049 <= 0.0416 + 0.01
+    assert choose(rows, "arand", margin=0.02)["threshold"] == 0.9  # 0.060 <= 0.0616
     ties = [{"threshold": t, "voi": 1.0} for t in (0.2, 0.6, 0.4)]
     assert choose(ties, "voi")["threshold"] == 0.6  # exact ties: the higher threshold, as before
