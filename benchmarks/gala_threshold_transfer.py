@@ -1,4 +1,4 @@
-"""How well does a threshold chosen on validation data transfer? Two checks on finished runs.
+"""How well does a threshold chosen on validation data transfer? Three checks on finished runs.
 
 For each ``--workdir`` of ``benchmarks/gala_recipe.py`` (its model's stored predictions, its
 validation sweep tables and its volumes), and each rule that picks a threshold from a
@@ -169,6 +169,7 @@ def main() -> None:
     parser.add_argument("--perturbed", type=int, default=0, metavar="N", help="check 3 with N draws (default: off)")
     args = parser.parse_args()
     rules = [Rule(tolerance=t) for t in args.tolerance or [0.0, 0.2]] + [Rule(margin=m) for m in args.margin]
+    rules = list(dict.fromkeys(rules))  # margin 0 is tolerance 0: one rule, counted once
     test_scores: dict[Rule, list[float]] = {rule: [] for rule in rules}
     half_scores: dict[Rule, list[float]] = {rule: [] for rule in rules}
     for workdir in args.workdir:
