@@ -88,23 +88,27 @@ class Rule:
         return choose(table, "arand", self.tolerance, self.margin)["threshold"]
 
 
-def validation_to_test(
-    workdir: Path, model: str, val: str, test: Scored, decoders: dict[str, DecoderSettings], rule: Rule
-) -> dict[str, Any]:
-    """Thresholds re-chosen from the validation sweep tables; the chosen decoder's test ARAND."""
-    rows = {}
+def validation_tables(workdir: Path, model: str, val: str, decoders: dict[str, DecoderSettings]) -> dict[str, list]:
+    """Each decoder's stored validation sweep table: one row (threshold, scores) per threshold."""
+    tables = {}
     for name in decoders:
         with open(workdir / paths.sweep(model, name, val, "csv")) as f:
-            table = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
-        rows[name] = (min(r["arand"] for r in table), rule.choose(table))
-    chosen = min(rows, key=lambda name: rows[name][0])
+            tables[name] = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    return tables
+
+
+def validation_to_test(
+    tables: dict[str, list], test: Scored, decoders: dict[str, DecoderSettings], rules: Sequence[Rule]
+) -> dict[Rule, dict[str, Any]]:
+    """Per rule: thresholds re-chosen from the validation sweep tables, the decoder with the
+    lowest validation score, and its test ARAND at its threshold. Each decoder decodes the test
+    volume once, at every threshold some rule chose (waterz cuts one merge history)."""
+    chosen = min(tables, key=lambda name: min(r["arand"] for r in tables[name]))
+    thresholds = {rule: rule.choose(tables[chosen]) for rule in rules}
     affinities, offsets, labels = test
-    threshold = rows[chosen][1]
-    return {
-        "decoder": chosen,
-        "threshold": threshold,
-        "test_arand": arand_at(affinities, offsets, labels, decoders[chosen], threshold),
-    }
+    pairs = segmentations(affinities, offsets, decoders[chosen], sorted(set(thresholds.values())))
+    test_arand = {t: evaluate_arrays(segmentation, labels).arand for t, segmentation in pairs}
+    return {rule: {"decoder": chosen, "threshold": t, "test_arand": test_arand[t]} for rule, t in thresholds.items()}
 
 
 def half_to_half(
@@ -183,8 +187,8 @@ def main() -> None:
         line: dict[str, Any] = {"workdir": str(workdir)}
         waterz = next(d for d in settings.decoders.values() if d.method == "waterz")
         halves = half_to_half(workdir, model, val, waterz, rules)
-        for rule in rules:
-            result = validation_to_test(workdir, model, val, test, graph, rule)
+        results = validation_to_test(validation_tables(workdir, model, val, graph), test, graph, rules)
+        for rule, result in results.items():
             test_scores[rule].append(result["test_arand"])
             half_scores[rule] += halves[rule]
             line[rule.name] = {**result, "halves_arand": [round(a, 4) for a in halves[rule]]}
