@@ -38,31 +38,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+from gala_run import FinishedRun, Scored
 from numpy.typing import NDArray
 
 from pipeline_lib import paths
-from pipeline_lib.config import DecoderSettings, load_config
+from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding.sweep import choose, segmentations
 from pipeline_lib.evaluation import evaluate_arrays
 from pipeline_lib.inference.predict import predict_array
 from pipeline_lib.inference.predictor import load_model
-from pipeline_lib.io.affinities import affinity_offsets, as_float
-from pipeline_lib.io.volumes import AFFINITIES, normalize_image, open_array
+from pipeline_lib.io.volumes import normalize_image, open_array
 from pipeline_lib.training.augment import build_augment
 
 INTENSITY = ("gamma", "contrast", "brightness", "noise")
 
 HALF_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 GOAL = 0.08  # issue 18's CPU target for test ARAND
-Scored = tuple[NDArray[np.float32], list, NDArray[Any]]  # a dataset's affinities, their offsets, its labels
-
-
-def prediction_and_labels(workdir: Path, model: str, dataset: str) -> Scored:
-    store = workdir / paths.prediction(model, dataset)
-    affinities = as_float(np.asarray(open_array(store, AFFINITIES)[...]))
-    labels = np.asarray(open_array(workdir / paths.volume(dataset), "labels")[...])
-    return affinities, affinity_offsets(store), labels
 
 
 def arand_at(
@@ -88,11 +79,11 @@ class Rule:
         return choose(table, "arand", self.tolerance, self.margin)["threshold"]
 
 
-def validation_tables(workdir: Path, model: str, val: str, decoders: dict[str, DecoderSettings]) -> dict[str, list]:
+def validation_tables(run: FinishedRun, decoders: dict[str, DecoderSettings]) -> dict[str, list]:
     """Each decoder's stored validation sweep table: one row (threshold, scores) per threshold."""
     tables = {}
     for name in decoders:
-        with open(workdir / paths.sweep(model, name, val, "csv")) as f:
+        with open(run.workdir / paths.sweep(run.model, name, run.val, "csv")) as f:
             tables[name] = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
     return tables
 
@@ -111,11 +102,9 @@ def validation_to_test(
     return {rule: {"decoder": chosen, "threshold": t, "test_arand": test_arand[t]} for rule, t in thresholds.items()}
 
 
-def half_to_half(
-    workdir: Path, model: str, val: str, decoder: DecoderSettings, rules: Sequence[Rule]
-) -> dict[Rule, list[float]]:
+def half_to_half(run: FinishedRun, decoder: DecoderSettings, rules: Sequence[Rule]) -> dict[Rule, list[float]]:
     """Per rule: ARAND on each half of the validation volume at the threshold chosen on the other."""
-    affinities, offsets, labels = prediction_and_labels(workdir, model, val)
+    affinities, offsets, labels = run.scored(run.val)
     middle = labels.shape[1] // 2
     halves = [np.s_[:, :middle], np.s_[:, middle:]]
     scores = []
@@ -131,13 +120,11 @@ def half_to_half(
     return out
 
 
-def perturbed_to_test(
-    workdir: Path, settings: Any, model: str, val: str, test: Scored, decoder: DecoderSettings, draws: int
-) -> dict[str, Any]:
+def perturbed_to_test(run: FinishedRun, test: Scored, decoder: DecoderSettings, draws: int) -> dict[str, Any]:
     """Waterz's threshold chosen (as the sweep chooses, ties to the higher) on the mean ARAND
     curve of ``draws`` intensity-perturbed predictions of the validation image; its ARAND on
     the stored test prediction."""
-    model_settings = settings.models[model]
+    settings, model_settings = run.settings, run.settings.models[run.model]
     augment = model_settings.augment
     switched = {
         name: dataclasses.replace(getattr(augment, name), p=1.0 if name in INTENSITY else 0.0)
@@ -146,8 +133,8 @@ def perturbed_to_test(
     }
     pipeline = build_augment(dataclasses.replace(augment, **switched), model_settings.patch_shape)
     pipeline.set_random_state(seed=0)
-    network = load_model(workdir / paths.checkpoint(model))
-    volume = workdir / paths.volume(val)
+    network = load_model(run.workdir / paths.checkpoint(run.model))
+    volume = run.workdir / paths.volume(run.val)
     image = normalize_image(np.asarray(open_array(volume, "image")[...]))
     labels = np.asarray(open_array(volume, "labels")[...])
     curves = []
@@ -177,23 +164,20 @@ def main() -> None:
     test_scores: dict[Rule, list[float]] = {rule: [] for rule in rules}
     half_scores: dict[Rule, list[float]] = {rule: [] for rule in rules}
     for workdir in args.workdir:
-        config = yaml.safe_load((workdir / "config.yaml").read_text())
-        settings = load_config(config, check_files=False)
-        (model,) = settings.models
-        (val,) = [name for name in config["datasets"] if "val" in settings.datasets[name].roles]
-        (test_name,) = [name for name in config["datasets"] if "test" in settings.datasets[name].roles]
-        test = prediction_and_labels(workdir, model, test_name)  # read once, scored by every check
-        graph = {name: d for name, d in settings.decoders.items() if d.method in ("waterz", "mutex_watershed")}
+        run = FinishedRun.load(workdir)
+        test = run.scored(run.test)  # read once, scored by every check
+        decoders = run.settings.decoders
+        graph = {name: d for name, d in decoders.items() if d.method in ("waterz", "mutex_watershed")}
         line: dict[str, Any] = {"workdir": str(workdir)}
-        waterz = next(d for d in settings.decoders.values() if d.method == "waterz")
-        halves = half_to_half(workdir, model, val, waterz, rules)
-        results = validation_to_test(validation_tables(workdir, model, val, graph), test, graph, rules)
+        waterz = next(d for d in decoders.values() if d.method == "waterz")
+        halves = half_to_half(run, waterz, rules)
+        results = validation_to_test(validation_tables(run, graph), test, graph, rules)
         for rule, result in results.items():
             test_scores[rule].append(result["test_arand"])
             half_scores[rule] += halves[rule]
             line[rule.name] = {**result, "halves_arand": [round(a, 4) for a in halves[rule]]}
         if args.perturbed:
-            line["perturbed"] = perturbed_to_test(workdir, settings, model, val, test, waterz, args.perturbed)
+            line["perturbed"] = perturbed_to_test(run, test, waterz, args.perturbed)
         print(json.dumps(line), flush=True)
     summary = {
         rule.name: {

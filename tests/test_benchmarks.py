@@ -7,12 +7,17 @@ lines, the last one a summary with ``name``, ``seconds_ours``, ``seconds_baselin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
+import numpy as np
 import pytest
+
+from pipeline_lib.decoding.region_graph import aggregate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +27,18 @@ def run_benchmark(script: str, *args: str) -> list[dict]:
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def load_benchmark(script: str) -> ModuleType:
+    """A benchmark script as a module (its functions, without running ``main``); its sibling
+    modules import as they do when it runs as a script."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / "benchmarks" / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def check_summary(summary: dict, name: str) -> None:
@@ -103,6 +120,7 @@ def test_gala_recipe_prints_a_row_per_decoder_on_the_demo(tmp_path: Path) -> Non
         "gala_recipe.py", "--row", "smoke", "--workdir", str(tmp_path), "--config", "config/config.yaml",
         "--set", "models.demo.max_steps=4", "--set", "models.demo.val_every_n_steps=2",
         "--set", "models.demo.max_minutes=0",
+        "--set", "models.demo.targets=[{type: affinity}, {type: lsd, losses: [{name: mse}]}]",
     )  # fmt: skip
     assert summary["name"] == "gala_recipe" and summary["steps"] >= 3
     assert set(summary["decoders"]) == {"waterz", "mws"} and summary["chosen"] in summary["decoders"]
@@ -125,3 +143,28 @@ def test_gala_recipe_prints_a_row_per_decoder_on_the_demo(tmp_path: Path) -> Non
     perturbed = runs[0]["perturbed"]  # chosen on the perturbed validation curve: a threshold of its grid
     assert perturbed["threshold"] in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
     assert 0 <= perturbed["val_mean_arand"] <= 1 and 0 <= perturbed["test_arand"] <= 1
+    # LSDs in agglomeration on the same run: one row per decoder and alpha; alpha 0 is the
+    # pipeline's decoder, so its validation choice is the one the threshold-transfer check made
+    # wherever both grids hold that threshold.
+    *rows, lsd = run_benchmark("gala_lsd_agglomeration.py", "--workdir", str(tmp_path), "--alpha", "0", "1")
+    assert lsd["name"] == "gala_lsd_agglomeration" and len(rows) == len(lsd["rows"]) == 4
+    assert {(r["decoder"], r["alpha"]) for r in rows} == {(d, a) for d in ("waterz", "mws") for a in (0.0, 1.0)}
+    assert lsd["chosen"] in lsd["rows"]
+    for row in lsd["rows"]:
+        assert 0 <= row["test_best_arand"] <= row["test_arand"] <= 1 and 0 <= row["val_arand"] <= 1
+
+
+def test_lsd_penalty_lowers_each_contact_by_alpha_times_distance_and_clips_at_zero() -> None:
+    """Hand-computed: edge (0, 1) has contacts 200, 100 and 10; edge (1, 2) one contact 255."""
+    penalised = load_benchmark("gala_lsd_agglomeration.py").penalised
+    u, v = np.array([0, 0, 0, 1]), np.array([1, 1, 1, 2])
+    table = aggregate(u, v, np.array([200, 100, 10, 255], dtype=np.uint8), histogram=True)
+    assert table.total.tolist() == [310, 255]
+    same = penalised(table, np.array([0.3, 0.9]), 0.0)
+    assert same.total.tolist() == [310, 255] and same.hist_bin.tolist() == table.hist_bin.tolist()
+    # alpha 0.5, distances 0.2 and 0.9: shifts of round(0.1 * 255) = 26 and round(0.45 * 255) = 115 bins
+    lowered = penalised(table, np.array([0.2, 0.9]), 0.5)
+    assert sorted(lowered.hist_bin[lowered.hist_edge == 0].tolist()) == [0, 74, 174]  # 10 - 26 clips at 0
+    assert lowered.total.tolist() == [174 + 74 + 0, 140] and lowered.count.tolist() == [3, 1]
+    mean_only = aggregate(u, v, np.array([200, 100, 10, 255], dtype=np.uint8), histogram=False)
+    assert penalised(mean_only, np.array([0.2, 0.9]), 0.5).total.tolist() == [310 - 3 * 26, 140]

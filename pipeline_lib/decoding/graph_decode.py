@@ -211,10 +211,10 @@ def final_table(
     return final_labels(segment, sizes, small)
 
 
-def _whole_graph(
+def whole_graph(
     affinities: NDArray[np.floating], offsets: Sequence[Sequence[int]], decoder: DecoderSettings
 ) -> tuple[NDArray[np.uint32], RegionGraph]:
-    """Fragments and graph of a whole array (one block)."""
+    """Fragments ``1..n`` and region graph (nodes ``0..n-1``) of a whole array (one block)."""
     shape = affinities.shape[1:]
     labels, counts = block_fragments(affinities, offsets, tuple(slice(None) for _ in shape), decoder)
     nearest, long_range = block_edges(labels, as_uint8(affinities), offsets)
@@ -233,7 +233,7 @@ def graph_segmentations(
     Fragments and graph are computed once (and, for waterz, one merge history cut at every
     threshold), so a sweep costs little more than one decode.
     """
-    labels, graph = _whole_graph(affinities, offsets, decoder)
+    labels, graph = whole_graph(affinities, offsets, decoder)
     seeds = None
     if decoder.method == "seeded_watershed":
         whole = tuple(slice(None) for _ in labels.shape)
@@ -267,4 +267,5 @@ __all__ = [
     "graph_segmentations",
     "seed_record",
     "segment_nodes",
+    "whole_graph",
 ]
