@@ -17,7 +17,7 @@ with what it wrote before:
    same with 32x64x64 chunks; and what it wrote before: uint64, zstd level 1, 32x64x64 chunks.
 
 Every candidate reports seconds (best of ``--repeat``) and its compressed size. The
-affinities are those of ``bench_decode.py`` (synthetic cells with noise), or, with
+affinities are ``bench_decode.py``'s (synthetic cells with noise, ``decode_timing.py``), or, with
 ``--affinities STORE``, a stored prediction (e.g. ``results/predictions/gala/gala_test.zarr``;
 its nearest-neighbour channels). The segmentation is their connected components,
 relabelled consecutively. Run: ``.venv/bin/python benchmarks/bench_codecs.py``.
@@ -38,7 +38,7 @@ from typing import Any
 import fastremap
 import numpy as np
 import zarr
-from bench_decode import DECODE, LONG_RANGE_OFFSETS, OFFSETS, best_of, synthetic_affinities  # beside this script
+from decode_timing import DECODE, LONG_RANGE_OFFSETS, OFFSETS, best_of, synthetic_affinities  # beside this script
 from zarr.codecs import BloscCodec
 
 from pipeline_lib.config.schema import schema_defaults
