@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from gala_run import FinishedRun
+from gala_run import THRESHOLDS, FinishedRun
 from monai.inferers import sliding_window_inference
 from numpy.typing import NDArray
 
@@ -44,8 +44,6 @@ from pipeline_lib.evaluation import evaluate_arrays
 from pipeline_lib.inference.predictor import load_model
 from pipeline_lib.io.volumes import normalize_image, open_array
 from pipeline_lib.targets import LSD_CHANNELS
-
-GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def fragment_means(fragments: NDArray[np.integer], channels: NDArray[np.floating]) -> NDArray[np.float64]:
@@ -106,7 +104,7 @@ def curves(
         means = fragment_means(fragments, lsds)
         for alpha in alphas:
             out[name, alpha] = {}
-            for t, segment in segment_nodes(with_distances(graph, means, alpha), decoder, GRID):
+            for t, segment in segment_nodes(with_distances(graph, means, alpha), decoder, THRESHOLDS):
                 lookup = np.concatenate([[0], segment + 1]).astype(np.uint64)
                 labels_t = postprocess(np.take(lookup, fragments), decoder)
                 out[name, alpha][t] = evaluate_arrays(labels_t, labels).arand

@@ -23,6 +23,9 @@ from pipeline_lib.io.affinities import affinity_offsets, as_float
 from pipeline_lib.io.volumes import AFFINITIES, open_array
 
 Scored = tuple[NDArray[np.float32], list, NDArray[Any]]  # a dataset's affinities, their offsets, its labels
+# The thresholds the analyses decode at where they read no stored sweep: the middle of the
+# sweep's default waterz grid (its 0.01-0.05 and 0.98-0.99 left out)
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 @dataclass(frozen=True)

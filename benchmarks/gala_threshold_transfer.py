@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gala_run import FinishedRun, Scored
+from gala_run import THRESHOLDS, FinishedRun, Scored
 from numpy.typing import NDArray
 
 from pipeline_lib import paths
@@ -52,7 +52,6 @@ from pipeline_lib.training.augment import build_augment
 
 INTENSITY = ("gamma", "contrast", "brightness", "noise")
 
-HALF_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 GOAL = 0.08  # issue 18's CPU target for test ARAND
 
 
@@ -109,7 +108,7 @@ def half_to_half(run: FinishedRun, decoder: DecoderSettings, rules: Sequence[Rul
     halves = [np.s_[:, :middle], np.s_[:, middle:]]
     scores = []
     for half in halves:
-        pairs = segmentations(affinities[(slice(None), *half)], offsets, decoder, HALF_GRID)
+        pairs = segmentations(affinities[(slice(None), *half)], offsets, decoder, THRESHOLDS)
         scores.append({t: evaluate_arrays(seg, labels[half]).arand for t, seg in pairs})
     out: dict[Rule, list[float]] = {}
     for rule in rules:
@@ -141,9 +140,9 @@ def perturbed_to_test(run: FinishedRun, test: Scored, decoder: DecoderSettings, 
     for _ in range(draws):
         perturbed = np.asarray(pipeline({"image": image[None].copy()})["image"])[0].astype(np.float32)
         affinities = predict_array(network, perturbed, model_settings, settings.predict)
-        pairs = segmentations(affinities, model_settings.offsets, decoder, HALF_GRID)
+        pairs = segmentations(affinities, model_settings.offsets, decoder, THRESHOLDS)
         curves.append({t: evaluate_arrays(seg, labels).arand for t, seg in pairs})
-    mean = {t: float(np.mean([curve[t] for curve in curves])) for t in HALF_GRID}
+    mean = {t: float(np.mean([curve[t] for curve in curves])) for t in THRESHOLDS}
     threshold = choose([{"threshold": t, "arand": a} for t, a in mean.items()], "arand")["threshold"]
     return {
         "threshold": threshold,
