@@ -143,6 +143,12 @@ def test_gala_recipe_prints_a_row_per_decoder_on_the_demo(tmp_path: Path) -> Non
     perturbed = runs[0]["perturbed"]  # chosen on the perturbed validation curve: a threshold of its grid
     assert perturbed["threshold"] in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
     assert 0 <= perturbed["val_mean_arand"] <= 1 and 0 <= perturbed["test_arand"] <= 1
+    # An "ensemble" of the run with itself is the run: the same decoder and threshold as the
+    # exact-best transfer check, and the same test score (both decode the whole volume).
+    (pair, ensembles) = run_benchmark("gala_ensembles.py", "--workdir", str(tmp_path), "--workdir", str(tmp_path))
+    assert (pair["chosen"], pair["threshold"]) == (exact["decoder"], exact["threshold"])
+    assert pair["test_arand"] == pytest.approx(exact["test_arand"], abs=1e-9)
+    assert ensembles["name"] == "gala_ensembles" and ensembles["subsets"] == 1
     # LSDs in agglomeration on the same run: one row per decoder and alpha; alpha 0 is the
     # pipeline's decoder, so its validation choice is the one the threshold-transfer check made
     # wherever both grids hold that threshold.
