@@ -35,7 +35,7 @@ from monai.inferers import sliding_window_inference
 from numpy.typing import NDArray
 
 from pipeline_lib import paths
-from pipeline_lib.config import DecoderSettings
+from pipeline_lib.config import DecoderSettings, ModelSettings
 from pipeline_lib.decoding.graph_agglomeration import RegionGraph
 from pipeline_lib.decoding.graph_decode import segment_nodes, whole_graph
 from pipeline_lib.decoding.region_graph import BINS, EdgeTable
@@ -43,7 +43,7 @@ from pipeline_lib.decoding.registry import postprocess
 from pipeline_lib.evaluation import evaluate_arrays
 from pipeline_lib.inference.predictor import load_model
 from pipeline_lib.io.volumes import normalize_image, open_array
-from pipeline_lib.targets import LSD_CHANNELS
+from pipeline_lib.targets import LSD_CHANNELS, target_channels
 
 
 def fragment_means(fragments: NDArray[np.integer], channels: NDArray[np.floating]) -> NDArray[np.float64]:
@@ -58,13 +58,20 @@ def fragment_means(fragments: NDArray[np.integer], channels: NDArray[np.floating
 def penalised(table: EdgeTable, distance: NDArray[np.floating], alpha: float) -> EdgeTable:
     """``table`` with every contact of edge ``i`` lowered by ``alpha * distance[i]`` (clipped at 0).
 
-    Edges with histograms shift them (exact per contact); the others lower their mean.
+    Edges with histograms shift them (exact per contact; bins that clip onto the same value
+    are merged, so the rows stay sorted and unique per edge, as merging expects); the others
+    lower their mean.
     """
     shift = np.round(alpha * np.asarray(distance, dtype=np.float64) * (BINS - 1)).astype(np.int64)
     if len(table.hist_edge):
         bins = np.maximum(table.hist_bin.astype(np.int64) - shift[table.hist_edge], 0)
-        total = np.bincount(table.hist_edge, weights=bins * table.hist_count, minlength=len(table)).astype(np.int64)
-        return dataclasses.replace(table, total=total, hist_bin=bins.astype(np.uint8))
+        cells, inverse = np.unique(table.hist_edge * BINS + bins, return_inverse=True)
+        counts = np.bincount(inverse, weights=table.hist_count).astype(np.int64)
+        edge, bin_ = np.divmod(cells, BINS)
+        total = np.bincount(edge, weights=bin_ * counts, minlength=len(table)).astype(np.int64)
+        return dataclasses.replace(
+            table, total=total, hist_edge=edge.astype(np.int64), hist_bin=bin_.astype(np.uint8), hist_count=counts
+        )
     return dataclasses.replace(table, total=np.maximum(table.total - shift * table.count, 0))
 
 
@@ -81,12 +88,24 @@ def with_distances(graph: RegionGraph, means: NDArray[np.float64], alpha: float)
     )
 
 
-def predict_lsds(network: torch.nn.Module, image: NDArray[Any], window: Sequence[int], n_affinities: int) -> NDArray:
-    """The network's LSD channels ``(10, z, y, x)`` in [0, 1] (sigmoid), Gaussian-blended windows."""
+def lsd_start(model: ModelSettings) -> int:
+    """The first output channel of the model's ``lsd`` target (targets are stacked in config order)."""
+    start = 0
+    for target in model.targets:
+        if target.type == "lsd":
+            return start
+        start += target_channels(target.type, model.offsets)
+    raise ValueError("the model has no lsd target")
+
+
+def predict_lsds(network: torch.nn.Module, image: NDArray[Any], model: ModelSettings) -> NDArray:
+    """The network's LSD channels ``(10, z, y, x)`` in [0, 1] (sigmoid), Gaussian-blended
+    windows of the training patch's shape."""
     x = torch.from_numpy(np.ascontiguousarray(normalize_image(image), dtype=np.float32))[None, None]
     with torch.inference_mode():
-        logits = sliding_window_inference(x, tuple(window), 4, network, overlap=0.5, mode="gaussian")
-    return torch.sigmoid(logits[0, n_affinities : n_affinities + LSD_CHANNELS]).numpy()
+        logits = sliding_window_inference(x, tuple(model.patch_shape), 4, network, overlap=0.5, mode="gaussian")
+    start = lsd_start(model)
+    return torch.sigmoid(logits[0, start : start + LSD_CHANNELS]).numpy()
 
 
 def curves(
@@ -95,9 +114,8 @@ def curves(
     """ARAND per ``(decoder, alpha)`` and threshold on one dataset."""
     affinities, offsets, labels = run.scored(dataset)
     network = load_model(run.workdir / paths.checkpoint(run.model))
-    model_settings = run.settings.models[run.model]
     image = np.asarray(open_array(run.workdir / paths.volume(dataset), "image")[...])
-    lsds = predict_lsds(network, image, model_settings.patch_shape, len(model_settings.offsets))
+    lsds = predict_lsds(network, image, run.settings.models[run.model])
     out = {}
     for name, decoder in decoders.items():
         fragments, graph = whole_graph(affinities, offsets, decoder)

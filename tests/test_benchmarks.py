@@ -17,7 +17,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from pipeline_lib.decoding.region_graph import aggregate
+from pipeline_lib.decoding.graph_agglomeration import RegionGraph, merge_history
+from pipeline_lib.decoding.region_graph import aggregate, empty_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,6 +157,9 @@ def test_gala_recipe_prints_a_row_per_decoder_on_the_demo(tmp_path: Path) -> Non
     assert lsd["name"] == "gala_lsd_agglomeration" and len(rows) == len(lsd["rows"]) == 4
     assert {(r["decoder"], r["alpha"]) for r in rows} == {(d, a) for d in ("waterz", "mws") for a in (0.0, 1.0)}
     assert lsd["chosen"] in lsd["rows"]
+    plain = next(r for r in lsd["rows"] if r["decoder"] == exact["decoder"] and r["alpha"] == 0.0)
+    if exact["threshold"] in load_benchmark("gala_run.py").THRESHOLDS:
+        assert plain["threshold"] == exact["threshold"]
     for row in lsd["rows"]:
         assert 0 <= row["test_best_arand"] <= row["test_arand"] <= 1 and 0 <= row["val_arand"] <= 1
 
@@ -172,5 +176,17 @@ def test_lsd_penalty_lowers_each_contact_by_alpha_times_distance_and_clips_at_ze
     lowered = penalised(table, np.array([0.2, 0.9]), 0.5)
     assert sorted(lowered.hist_bin[lowered.hist_edge == 0].tolist()) == [0, 74, 174]  # 10 - 26 clips at 0
     assert lowered.total.tolist() == [174 + 74 + 0, 140] and lowered.count.tolist() == [3, 1]
+    # Two contacts that clip onto bin 0 become one histogram row of count 2 (rows stay unique),
+    # so waterz's median of the edge merged with another still counts both: nodes 0, 1, 2;
+    # (1, 2) merges first (250), then (0, 1) penalised to [0, 0, 136] joins (0, 2) [130, 140]:
+    # the median of [0, 0, 130, 136, 140] is 130 (with the two zeros counted once, 136).
+    edges = aggregate(np.array([0, 0, 0, 1, 0, 0]), np.array([1, 1, 1, 2, 2, 2]),
+                      np.array([10, 20, 200, 250, 130, 140], dtype=np.uint8), histogram=True)  # fmt: skip
+    clipped = penalised(edges, np.array([0.5, 0.0, 0.0]), 0.5)  # shift round(0.25 * 255) = 64 on (0, 1)
+    assert clipped.hist_bin[clipped.hist_edge == 0].tolist() == [0, 136]
+    assert clipped.hist_count[clipped.hist_edge == 0].tolist() == [2, 1] and clipped.total[0] == 136
+    graph = RegionGraph(np.ones(3, dtype=np.int64), clipped, empty_table())
+    history = merge_history(graph, "aff50_his256")
+    assert history.score.tolist() == [250 / 255, 130 / 255]
     mean_only = aggregate(u, v, np.array([200, 100, 10, 255], dtype=np.uint8), histogram=False)
     assert penalised(mean_only, np.array([0.2, 0.9]), 0.5).total.tolist() == [310 - 3 * 26, 140]
