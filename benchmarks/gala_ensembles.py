@@ -31,9 +31,13 @@ from pipeline_lib.decoding.sweep import segmentations
 from pipeline_lib.evaluation import evaluate_arrays
 
 
-def averaged(runs: list[FinishedRun], dataset: str) -> tuple[np.ndarray, list, np.ndarray]:
-    """The runs' mean affinities of ``dataset``, their offsets and its labels (from the first run)."""
-    scored = [run.scored(getattr(run, dataset)) for run in runs]
+def averaged(runs: list[FinishedRun], role: str) -> tuple[np.ndarray, list, np.ndarray]:
+    """The runs' mean affinities of their ``role`` (``val`` or ``test``) dataset, the offsets and
+    its labels; the runs must name the same dataset and store the same offsets and shape."""
+    names = {getattr(run, role) for run in runs}
+    scored = [run.scored(getattr(run, role)) for run in runs]
+    if len(names) > 1 or any(s[1] != scored[0][1] or s[0].shape != scored[0][0].shape for s in scored):
+        raise SystemExit(f"the runs' {role} predictions differ in dataset, offsets or shape: {sorted(names)}")
     affinities = np.mean([s[0] for s in scored], axis=0, dtype=np.float32)
     return affinities, scored[0][1], scored[0][2]
 
