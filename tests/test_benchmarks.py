@@ -7,7 +7,7 @@ lines, the last one a summary with ``name``, ``seconds_ours``, ``seconds_baselin
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -31,15 +31,11 @@ def run_benchmark(script: str, *args: str) -> list[dict]:
 
 
 def load_benchmark(script: str) -> ModuleType:
-    """A benchmark script as a module (its functions, without running ``main``); its sibling
-    modules import as they do when it runs as a script."""
+    """A benchmark script imported as a module (its functions, without running ``main``), from
+    the benchmarks folder, so its sibling modules import as they do when it runs as a script."""
     if str(ROOT / "benchmarks") not in sys.path:
         sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / "benchmarks" / script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(Path(script).stem)
 
 
 def check_summary(summary: dict, name: str) -> None:
