@@ -80,6 +80,15 @@ class Chance:
 
 
 @dataclass(frozen=True)
+class TransposeAug:
+    """``axes`` "yx": swap y and x; "zyx": any of the five non-identity orders of z, y, x
+    (isotropic data, cube patches)."""
+
+    p: float
+    axes: Literal["yx", "zyx"]
+
+
+@dataclass(frozen=True)
 class ElasticAug:
     p: float
     sigma: float
@@ -135,7 +144,7 @@ class AugmentSettings:
     """Training augmentations (see the schema's ``augment`` entry); each has a probability ``p``."""
 
     flip: Chance
-    transpose: Chance
+    transpose: TransposeAug
     rot90: Chance
     elastic: ElasticAug
     misalignment: ShiftAug
@@ -200,6 +209,11 @@ class ModelSettings:
                     f"model key 'patch_shape': {list(self.patch_shape)} must be divisible by the lsd "
                     f"target's lsd_downsample ({t.lsd_downsample})"
                 )
+        if self.augment.transpose.axes == "zyx" and self.augment.transpose.p and len(set(self.patch_shape)) != 1:
+            raise ConfigError(
+                "model key 'augment.transpose.axes': 'zyx' permutes all three axes and needs a cube "
+                f"patch_shape, got {list(self.patch_shape)}"
+            )
         if self.lr_schedule.name == "plateau" and self.lr_schedule.warmup_steps:
             raise ConfigError("model key 'lr_schedule.warmup_steps': warm-up is not supported with 'plateau'")
 

@@ -15,12 +15,13 @@ MONAI provides the 90° rotations, elastic deformation, contrast, brightness and
 and gamma are defined here in MONAI's dictionary style because MONAI's versions are slow on
 CPU for this use (``RandFlipd``: a ``torch.flip`` copy per key and axis, ~3 ms each on a
 24×48×48 patch; ``RandAdjustContrastd``: ~50 ms), as are the EM-specific ones
-(misalignment, missing sections, motion blur, cut-blur, cut-noise) and the y–x transpose.
+(misalignment, missing sections, motion blur, cut-blur, cut-noise) and the transposes.
 A transform with ``p == 0`` is left out of the pipeline.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
@@ -110,6 +111,19 @@ class RandTransposeYXd(_RandD):
     def apply(self, d: Data) -> None:
         for key in self.keys:
             d[key] = np.ascontiguousarray(np.swapaxes(d[key], 2, 3))
+
+
+# The five orders of (z, y, x) other than the identity, as spatial axes 0-2
+AXIS_ORDERS = tuple(order for order in itertools.permutations(range(3)) if order != (0, 1, 2))
+
+
+class RandTransposeZYXd(_RandD):
+    """Put the spatial axes in one of the five non-identity orders (cube patches only)."""
+
+    def apply(self, d: Data) -> None:
+        order = AXIS_ORDERS[int(self.R.randint(len(AXIS_ORDERS)))]
+        for key in self.keys:
+            d[key] = np.ascontiguousarray(np.transpose(d[key], (0, *(axis + 1 for axis in order))))
 
 
 class _Rot180d(_RandD):
@@ -205,7 +219,9 @@ def build_augment(settings: AugmentSettings, patch_shape: Sequence[int]) -> mt.C
     """The augmentation pipeline for patches of ``patch_shape`` (z, y, x)."""
     s, keys, square = settings, list(KEYS), patch_shape[1] == patch_shape[2]
     steps: list[Any] = [RandFlipAxesd(keys, s.flip.p)] if s.flip.p else []
-    if s.transpose.p and square:
+    if s.transpose.p and s.transpose.axes == "zyx":
+        steps.append(RandTransposeZYXd(keys, s.transpose.p))
+    elif s.transpose.p and square:
         steps.append(RandTransposeYXd(keys, s.transpose.p))
     if s.rot90.p:
         steps.append(

@@ -5,8 +5,8 @@ augmentations that have no batched form: rot90, elastic, motion blur, cut-blur, 
 the batch ``{"image", "labels", "mask"}`` is moved to the device by Lightning and
 :class:`BatchAugment` applies, as tensor operations on the whole batch,
 
-- **geometric** (image, labels and mask together): axis flips, the y–x transpose (square
-  patches), misalignment (sections ``z0:`` shifted by ``(dy, dx)``, wrapped voxels masked);
+- **geometric** (image, labels and mask together): axis flips, the transpose (y–x on
+  square patches, or one of the five other axis orders on cubes), misalignment (sections ``z0:`` shifted by ``(dy, dx)``, wrapped voxels masked);
 - **image only**: missing sections, gamma, contrast (``x · (1 + f)``), brightness
   (``x + b``), Gaussian noise (std uniform in ``[0, std]``, as MONAI's ``RandGaussianNoise``);
 
@@ -31,6 +31,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from pipeline_lib.config.settings import AugmentSettings, ModelSettings
+from pipeline_lib.training.augment import AXIS_ORDERS
 from pipeline_lib.targets import _edge_slices
 
 BATCHED = ("flip", "transpose", "misalignment", "missing_section", "gamma", "contrast", "brightness", "noise")
@@ -128,7 +129,13 @@ class BatchAugment:
             if s.flip.p:
                 fire = coin(s.flip.p).to(device)
                 stack = [_where(fire, t.flip(axis), t) for t in stack]
-        if s.transpose.p and image.shape[2] == image.shape[3]:
+        if s.transpose.p and s.transpose.axes == "zyx":
+            fire = coin(s.transpose.p)
+            choice = torch.where(fire, torch.randint(len(AXIS_ORDERS), (n,), generator=g), -1).to(device)
+            for k, order in enumerate(AXIS_ORDERS):
+                dims = (0, *(axis + 1 for axis in order))
+                stack = [_where(choice == k, t.permute(dims), t) for t in stack]
+        elif s.transpose.p and image.shape[2] == image.shape[3]:
             fire = coin(s.transpose.p).to(device)
             stack = [_where(fire, t.transpose(2, 3), t) for t in stack]
         image, labels, mask = stack
