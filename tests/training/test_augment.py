@@ -1,5 +1,8 @@
 """Augmentations keep labels integer with no new ids, and keep image and labels aligned."""
 
+import itertools
+from collections import Counter
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -55,6 +58,20 @@ def test_geometric_and_misalignment_keep_exact_alignment(labels_volume, shape):
         changed += not np.array_equal(out, labels)
         assert mask.mean() > 0.7
     assert changed >= 6
+
+
+def test_zyx_transpose_draws_each_other_axis_order():
+    shape = (4, 4, 4)
+    volume = np.arange(64).reshape(shape)  # every voxel distinct: the axis order is read off the output
+    pipeline = _pipeline(shape, transpose={"p": 1.0, "axes": "zyx"})
+    seen = []
+    for _ in range(100):
+        image, labels, mask = augment_patch(pipeline, volume.astype(np.float32), volume, np.ones(shape, bool))
+        (order,) = [o for o in itertools.permutations(range(3)) if np.array_equal(labels, volume.transpose(o))]
+        np.testing.assert_array_equal(image, labels)
+        seen.append(order)
+    counts = Counter(seen)
+    assert (0, 1, 2) not in counts and len(counts) == 5 and min(counts.values()) >= 8
 
 
 def test_elastic_uses_nearest_for_labels(labels_volume):
@@ -142,6 +159,8 @@ def test_bad_augment_values_name_the_key(augment, key):
         ({"targets": [{"type": "affinity"}, {"type": "lsd", "lsd_downsample": 3}]}, "divisible by the lsd"),
         ({"deep_supervision": {"weights": [1, -0.5]}}, "models.m.deep_supervision.weights.1"),
         ({"optimizer": {"name": "lamb"}}, "models.m.optimizer.name"),
+        ({"augment": {"transpose": {"axes": "zyx"}}, "patch_shape": [8, 16, 16]}, "needs a cube patch_shape"),
+        ({"augment": {"transpose": {"axes": "xy"}}}, "models.m.augment.transpose.axes"),
     ],
 )
 def test_bad_training_values_give_their_error(overrides, message):

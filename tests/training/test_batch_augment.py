@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -75,6 +78,27 @@ def test_certain_flips_and_transpose_equal_the_per_sample_transforms(labels_volu
         expected = compute_targets(sample["labels"][0], sample["mask"][0], KINDS, OFFSETS)
         np.testing.assert_array_equal(out["target"][i].numpy(), expected[0])
         np.testing.assert_array_equal(out["weight"][i].numpy(), expected[1])
+
+
+def test_zyx_transpose_permutes_each_sample_and_its_labels_alike() -> None:
+    n, shape = 64, (4, 4, 4)
+    volume = torch.arange(64).reshape(shape)  # every voxel distinct: the axis order is read off the output
+    batch = {
+        "image": volume[None, None].float().repeat(n, 1, 1, 1, 1),
+        "labels": volume[None, None].int().repeat(n, 1, 1, 1, 1) + 1,
+        "mask": torch.ones(n, 1, *shape, dtype=torch.bool),
+    }
+    settings = model_settings(augment={**OFF, "transpose": {"p": 0.5, "axes": "zyx"}}, patch_shape=list(shape)).augment
+    out = BatchAugment(settings, ["affinity"], OFFSETS, 0)(batch, 3)
+    orders = []
+    for i in range(n):
+        image = out["image"][i, 0]
+        (order,) = [o for o in itertools.permutations(range(3)) if torch.equal(image, volume.permute(o).float())]
+        expected = compute_targets(volume.permute(order).numpy() + 1, np.ones(shape, bool), ["affinity"], OFFSETS)
+        np.testing.assert_array_equal(out["target"][i].numpy(), expected[0])
+        orders.append(order)
+    counts = Counter(orders)
+    assert 20 <= counts[(0, 1, 2)] <= 44 and len(counts) == 6  # p 0.5: about half unchanged, the rest spread
 
 
 @pytest.mark.parametrize("shift", [(2, -3), (-1, 0), (0, 3)])
