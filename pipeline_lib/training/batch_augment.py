@@ -6,7 +6,8 @@ the batch ``{"image", "labels", "mask"}`` is moved to the device by Lightning an
 :class:`BatchAugment` applies, as tensor operations on the whole batch,
 
 - **geometric** (image, labels and mask together): axis flips, the transpose (y–x on
-  square patches, or one of the five other axis orders on cubes), misalignment (sections ``z0:`` shifted by ``(dy, dx)``, wrapped voxels masked);
+  square patches, or one of the five other axis orders on cubes), misalignment (sections
+  ``z0:`` shifted by ``(dy, dx)``, wrapped voxels masked);
 - **image only**: missing sections, gamma, contrast (``x · (1 + f)``), brightness
   (``x + b``), Gaussian noise (std uniform in ``[0, std]``, as MONAI's ``RandGaussianNoise``);
 
@@ -31,8 +32,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from pipeline_lib.config.settings import AugmentSettings, ModelSettings
-from pipeline_lib.training.augment import AXIS_ORDERS
 from pipeline_lib.targets import _edge_slices
+from pipeline_lib.training.augment import AXIS_ORDERS
 
 BATCHED = ("flip", "transpose", "misalignment", "missing_section", "gamma", "contrast", "brightness", "noise")
 DEVICE_TARGETS = ("affinity", "boundary", "foreground")
