@@ -31,15 +31,15 @@ from pipeline_lib.decoding.sweep import segmentations
 from pipeline_lib.evaluation import evaluate_arrays
 
 
-def averaged(runs: list[FinishedRun], role: str) -> tuple[np.ndarray, list, np.ndarray]:
-    """The runs' mean affinities of their ``role`` (``val`` or ``test``) dataset, the offsets and
-    its labels; the runs must name the same dataset and store the same offsets and shape."""
+def averaged(runs: list[FinishedRun], role: str) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+    """The runs' mean affinities of their ``role`` (``val`` or ``test``) dataset, the offsets,
+    its labels and image; the runs must name the same dataset and store the same offsets and shape."""
     names = {getattr(run, role) for run in runs}
     scored = [run.scored(getattr(run, role)) for run in runs]
     if len(names) > 1 or any(s[1] != scored[0][1] or s[0].shape != scored[0][0].shape for s in scored):
         raise SystemExit(f"the runs' {role} predictions differ in dataset, offsets or shape: {sorted(names)}")
     affinities = np.mean([s[0] for s in scored], axis=0, dtype=np.float32)
-    return affinities, scored[0][1], scored[0][2]
+    return affinities, scored[0][1], scored[0][2], scored[0][3]
 
 
 def ensemble_row(runs: list[FinishedRun]) -> dict[str, Any]:
@@ -52,8 +52,8 @@ def ensemble_row(runs: list[FinishedRun]) -> dict[str, Any]:
             continue
         grid = settings.evaluate.sweep_thresholds[decoder.method]
         curves = []
-        for affinities, offsets, labels in (val, test):
-            pairs = segmentations(affinities, offsets, decoder, grid)
+        for affinities, offsets, labels, image in (val, test):
+            pairs = segmentations(affinities, offsets, decoder, grid, image)
             curves.append({t: evaluate_arrays(seg, labels).arand for t, seg in pairs})
         on_val, on_test = curves
         t = min(sorted(on_val, reverse=True), key=on_val.__getitem__)  # exact best, ties to the higher

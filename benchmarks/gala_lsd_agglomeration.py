@@ -38,6 +38,7 @@ from pipeline_lib import paths
 from pipeline_lib.config import DecoderSettings, ModelSettings
 from pipeline_lib.decoding.graph_agglomeration import RegionGraph
 from pipeline_lib.decoding.graph_decode import segment_nodes, whole_graph
+from pipeline_lib.decoding.image_evidence import image_weight
 from pipeline_lib.decoding.region_graph import BINS, EdgeTable
 from pipeline_lib.decoding.registry import postprocess
 from pipeline_lib.evaluation import evaluate_arrays
@@ -112,7 +113,7 @@ def curves(
     run: FinishedRun, dataset: str, decoders: dict[str, DecoderSettings], alphas: Sequence[float]
 ) -> dict[tuple[str, float], dict[float, float]]:
     """ARAND per ``(decoder, alpha)`` and threshold on one dataset."""
-    affinities, offsets, labels = run.scored(dataset)
+    affinities, offsets, labels, _ = run.scored(dataset)
     network = load_model(run.workdir / paths.checkpoint(run.model))
     image = np.asarray(open_array(run.workdir / paths.volume(dataset), "image")[...])
     lsds = predict_lsds(network, image, run.settings.models[run.model])
@@ -138,7 +139,11 @@ def main() -> None:
     run = FinishedRun.load(args.workdir)
     if "lsd" not in [t.type for t in run.settings.models[run.model].targets]:
         raise SystemExit(f"{args.workdir}: model '{run.model}' has no lsd target")
-    decoders = {n: d for n, d in run.settings.decoders.items() if d.method in ("waterz", "mutex_watershed")}
+    decoders = {  # the predictions alone: decoders that mix in the image are left out
+        n: d
+        for n, d in run.settings.decoders.items()
+        if d.method in ("waterz", "mutex_watershed") and not image_weight(d)
+    }
     on_val = curves(run, run.val, decoders, args.alpha)
     on_test = curves(run, run.test, decoders, args.alpha)
     rows = []

@@ -108,12 +108,13 @@ def test_optimum(workdir: Path, model: str, config: dict[str, Any], test_set: st
     store = workdir / paths.prediction(model, test_set)
     affinities = as_float(np.asarray(open_array(store, AFFINITIES)[...]))
     labels = np.asarray(open_array(workdir / paths.volume(test_set), "labels")[...])
+    image = np.asarray(open_array(workdir / paths.volume(test_set), "image")[...])
     best = {}
     for name, decoder in settings.decoders.items():
         grid = settings.evaluate.sweep_thresholds[decoder.method]
         scored = [
             (evaluate_arrays(seg, labels).arand, t)
-            for t, seg in segmentations(affinities, affinity_offsets(store), decoder, grid)
+            for t, seg in segmentations(affinities, affinity_offsets(store), decoder, grid, image)
         ]
         arand, threshold = min(scored)
         best[name] = (threshold, round(arand, 4))

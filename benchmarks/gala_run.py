@@ -3,7 +3,7 @@
 :class:`FinishedRun` loads the run's ``config.yaml`` (validated, files not checked) and
 names its single model and its validation and test datasets (the roles declared in the
 datasets file); :meth:`FinishedRun.scored` reads a dataset's stored affinities, their
-offsets and its labels. Shared by ``gala_threshold_transfer.py``,
+offsets, its labels and its image (for decoders with an ``image_weight``). Shared by ``gala_threshold_transfer.py``,
 ``gala_lsd_agglomeration.py`` and ``gala_ensembles.py``.
 """
 
@@ -22,7 +22,7 @@ from pipeline_lib.config import Settings, load_config
 from pipeline_lib.io.affinities import affinity_offsets, as_float
 from pipeline_lib.io.volumes import AFFINITIES, open_array
 
-Scored = tuple[NDArray[np.float32], list, NDArray[Any]]  # a dataset's affinities, their offsets, its labels
+Scored = tuple[NDArray[np.float32], list, NDArray[Any], NDArray[Any]]  # affinities, their offsets, labels, image
 GOAL = 0.08  # issue 18's CPU target for test ARAND on the gala test crop
 # The thresholds the analyses decode at where they read no stored sweep: the middle of the
 # sweep's default waterz grid (its 0.01-0.05 and 0.98-0.99 left out)
@@ -49,8 +49,9 @@ class FinishedRun:
         return cls(workdir, settings, model, val, test)
 
     def scored(self, dataset: str) -> Scored:
-        """The dataset's stored affinities (float32), their offsets and its labels."""
+        """The dataset's stored affinities (float32), their offsets, its labels and its image."""
         store = self.workdir / paths.prediction(self.model, dataset)
         affinities = as_float(np.asarray(open_array(store, AFFINITIES)[...]))
-        labels = np.asarray(open_array(self.workdir / paths.volume(dataset), "labels")[...])
-        return affinities, affinity_offsets(store), labels
+        volume = self.workdir / paths.volume(dataset)
+        labels = np.asarray(open_array(volume, "labels")[...])
+        return affinities, affinity_offsets(store), labels, np.asarray(open_array(volume, "image")[...])

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 from gala_run import GOAL, THRESHOLDS, FinishedRun, Scored
-from numpy.typing import NDArray
 
 from pipeline_lib import paths
 from pipeline_lib.config import DecoderSettings
@@ -53,10 +52,9 @@ from pipeline_lib.training.augment import build_augment
 INTENSITY = ("gamma", "contrast", "brightness", "noise")
 
 
-def arand_at(
-    affinities: NDArray[np.float32], offsets: list, labels: NDArray[Any], decoder: DecoderSettings, t: float
-) -> float:
-    ((_, segmentation),) = segmentations(affinities, offsets, decoder, [t])
+def arand_at(scored: Scored, decoder: DecoderSettings, t: float) -> float:
+    affinities, offsets, labels, image = scored
+    ((_, segmentation),) = segmentations(affinities, offsets, decoder, [t], image)
     return evaluate_arrays(segmentation, labels).arand
 
 
@@ -93,20 +91,20 @@ def validation_to_test(
     volume once, at every threshold some rule chose (waterz cuts one merge history)."""
     chosen = min(tables, key=lambda name: min(r["arand"] for r in tables[name]))
     thresholds = {rule: rule.choose(tables[chosen]) for rule in rules}
-    affinities, offsets, labels = test
-    pairs = segmentations(affinities, offsets, decoders[chosen], sorted(set(thresholds.values())))
+    affinities, offsets, labels, image = test
+    pairs = segmentations(affinities, offsets, decoders[chosen], sorted(set(thresholds.values())), image)
     test_arand = {t: evaluate_arrays(segmentation, labels).arand for t, segmentation in pairs}
     return {rule: {"decoder": chosen, "threshold": t, "test_arand": test_arand[t]} for rule, t in thresholds.items()}
 
 
 def half_to_half(run: FinishedRun, decoder: DecoderSettings, rules: Sequence[Rule]) -> dict[Rule, list[float]]:
     """Per rule: ARAND on each half of the validation volume at the threshold chosen on the other."""
-    affinities, offsets, labels = run.scored(run.val)
+    affinities, offsets, labels, image = run.scored(run.val)
     middle = labels.shape[1] // 2
     halves = [np.s_[:, :middle], np.s_[:, middle:]]
     scores = []
     for half in halves:
-        pairs = segmentations(affinities[(slice(None), *half)], offsets, decoder, THRESHOLDS)
+        pairs = segmentations(affinities[(slice(None), *half)], offsets, decoder, THRESHOLDS, image[half])
         scores.append({t: evaluate_arrays(seg, labels[half]).arand for t, seg in pairs})
     out: dict[Rule, list[float]] = {}
     for rule in rules:
@@ -132,20 +130,21 @@ def perturbed_to_test(run: FinishedRun, test: Scored, decoder: DecoderSettings, 
     pipeline.set_random_state(seed=0)
     network = load_model(run.workdir / paths.checkpoint(run.model))
     volume = run.workdir / paths.volume(run.val)
-    image = normalize_image(np.asarray(open_array(volume, "image")[...]))
+    raw = np.asarray(open_array(volume, "image")[...])
+    image = normalize_image(raw)
     labels = np.asarray(open_array(volume, "labels")[...])
     curves = []
     for _ in range(draws):
         perturbed = np.asarray(pipeline({"image": image[None].copy()})["image"])[0].astype(np.float32)
         affinities = predict_array(network, perturbed, model_settings, settings.predict)
-        pairs = segmentations(affinities, model_settings.offsets, decoder, THRESHOLDS)
+        pairs = segmentations(affinities, model_settings.offsets, decoder, THRESHOLDS, raw)
         curves.append({t: evaluate_arrays(seg, labels).arand for t, seg in pairs})
     mean = {t: float(np.mean([curve[t] for curve in curves])) for t in THRESHOLDS}
     threshold = choose([{"threshold": t, "arand": a} for t, a in mean.items()], "arand")["threshold"]
     return {
         "threshold": threshold,
         "val_mean_arand": round(mean[threshold], 4),
-        "test_arand": arand_at(*test, decoder, threshold),
+        "test_arand": arand_at(test, decoder, threshold),
     }
 
 

@@ -54,7 +54,9 @@ from pipeline_lib.blockstore import GRID_ATTR, BlockStore, grid_record
 from pipeline_lib.config import DecoderSettings, DecodeSettings
 from pipeline_lib.decoding.connected_components import edges_above, label_block
 from pipeline_lib.decoding.graph_decode import block_fragments, graph_record, seed_record
+from pipeline_lib.decoding.image_evidence import image_weight, with_image_evidence
 from pipeline_lib.decoding.partial_store import DECODED, LABELS, RELABELLED_BLOCKS, decode_grid, labels_path
+from pipeline_lib.decoding.region_graph import as_uint8
 from pipeline_lib.decoding.registry import get_decoder
 from pipeline_lib.decoding.relabel import finish_decoding, relabel_blocks, stitch_blocks
 from pipeline_lib.decoding.stitching import face_planes, small_object_record
@@ -151,13 +153,17 @@ def _graph_block(
     offsets: Sequence[Sequence[int]],
     decoder: DecoderSettings,
     halo: Sequence[int],
+    image: Any | None,
 ) -> tuple[NDArray[np.unsignedinteger], NDArray[np.int64], dict[str, NDArray[Any]]]:
-    """Fragments of one block computed with context ``halo``, their counts and the block's graph record."""
+    """Fragments of one block computed with context ``halo``, their counts and the block's graph
+    record (of the affinities mixed with ``image``'s evidence when the decoder weighs it)."""
     block = grid.block(block_id)
     context = grid.with_halo(block_id, halo)
     stored = read_stored(affinities, context, channels)
     core = block.relative_to(context)
-    floats = as_float(stored)
+    floats = with_image_evidence(as_float(stored), offsets, decoder, image, context)
+    if image_weight(decoder):
+        stored = as_uint8(floats)  # the graph's statistics are of the mixed values
     labels, counts = block_fragments(floats, offsets, core, decoder)
     merge = decoder.small_objects == "merge" and decoder.min_size > 1
     record = graph_record(labels, stored[(slice(None), *core)], offsets, grid, block_id, merge)
@@ -171,8 +177,13 @@ def decode_blocks(
     partial: str | Path,
     block_ids: Iterable[int],
     decoder: DecoderSettings,
+    volume_store: str | Path | None = None,
 ) -> None:
-    """Decode the given blocks into the store ``partial``, skipping blocks already done."""
+    """Decode the given blocks into the store ``partial``, skipping blocks already done.
+
+    ``volume_store``: the dataset's volume, whose ``image`` a decoder with an ``image_weight``
+    reads (:mod:`~pipeline_lib.decoding.image_evidence`).
+    """
     store = BlockStore.open(partial, DECODED)
     if store.complete:  # relabelled and cleaned up before an interrupted publication
         return
@@ -183,6 +194,7 @@ def decode_blocks(
     zyx_channels = nearest_neighbour_channels(offsets)  # connected components: axis a's edges at [a]
     used = method.channels(offsets)  # other decoders: the channels they read, with their offsets
     used_offsets = [offsets[c] for c in used]
+    image = open_array(volume_store, "image") if volume_store is not None and image_weight(decoder) else None
     for block_id in block_ids:
         if store.done(block_id):
             continue
@@ -193,7 +205,9 @@ def decode_blocks(
             if decoder.small_objects == "merge" and decoder.min_size > 1:  # contacts and first voxels
                 extras.update(small_object_record(labels, grid, block_id, len(counts)))
         else:  # the graph record holds its faces, contacts and first voxels
-            labels, counts, extras = _graph_block(affinities, grid, block_id, used, used_offsets, decoder, store.halo)
+            labels, counts, extras = _graph_block(
+                affinities, grid, block_id, used, used_offsets, decoder, store.halo, image
+            )
         tmp_labels = labels_path(store.partial, block_id).with_suffix(".tmp.npy")
         np.save(tmp_labels, np.ascontiguousarray(labels))
         tmp_labels.replace(labels_path(store.partial, block_id))
@@ -212,11 +226,15 @@ def stitch_and_relabel(partial: str | Path, decoder: DecoderSettings) -> Path:
 
 
 def decode_volume(
-    affinities_store: str | Path, output: str | Path, decoder: DecoderSettings, settings: DecodeSettings
+    affinities_store: str | Path,
+    output: str | Path,
+    decoder: DecoderSettings,
+    settings: DecodeSettings,
+    volume_store: str | Path | None = None,
 ) -> None:
     """All steps in one process (for tests and small volumes), into ``output``."""
     partial = prepare_decoding(affinities_store, partial_path(output), decoder, settings)
-    decode_blocks(affinities_store, partial, range(len(BlockStore.open(partial, DECODED))), decoder)
+    decode_blocks(affinities_store, partial, range(len(BlockStore.open(partial, DECODED))), decoder, volume_store)
     stitch_and_relabel(partial, decoder)
 
 

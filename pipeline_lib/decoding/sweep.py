@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from pipeline_lib.config import DecoderSettings
 from pipeline_lib.decoding.graph_decode import graph_segmentations
+from pipeline_lib.decoding.image_evidence import image_weight, with_image_evidence
 from pipeline_lib.decoding.registry import decode_array, get_decoder, postprocess
 from pipeline_lib.evaluation import SegmentationScores, evaluate_arrays
 from pipeline_lib.geometry import Box
@@ -54,8 +55,14 @@ def segmentations(
     offsets: Sequence[Sequence[int]],
     decoder: DecoderSettings,
     thresholds: Sequence[float],
+    image: Any | None = None,
 ) -> Iterator[tuple[float, NDArray[np.integer]]]:
-    """``(threshold, post-processed labels)`` for each threshold, in no particular order."""
+    """``(threshold, post-processed labels)`` for each threshold, in no particular order.
+
+    ``image``: the volume's image (same shape), needed by a decoder with an ``image_weight``
+    (:mod:`~pipeline_lib.decoding.image_evidence`).
+    """
+    affinities = with_image_evidence(affinities, offsets, decoder, image, Box.from_shape(affinities.shape[1:]))
     if get_decoder(decoder.method).stitch == "graph":  # fragments, graph (and waterz's merge history) once
         for threshold, labels in graph_segmentations(affinities, offsets, decoder, thresholds):
             yield threshold, postprocess(labels, decoder)
@@ -135,7 +142,8 @@ def sweep(
     out_json: str | Path | None = None,
     tolerance: float = 0.0,
 ) -> dict[str, Any]:
-    """Decode ``affinities_store`` at each threshold, score against ``volume_store``'s labels.
+    """Decode ``affinities_store`` at each threshold, score against ``volume_store``'s labels
+    (and, for a decoder with an ``image_weight``, mix in the evidence of its image).
 
     Writes the table ``out_csv`` and the plot ``out_png`` (and, if given, the best row as
     JSON ``out_json``); returns the best row: ``{"threshold": ..., "criterion": ..., <scores>}``.
@@ -149,9 +157,10 @@ def sweep(
     labels = np.asarray(open_array(volume_store, "labels")[...])
     if labels.shape != affinities.shape[1:]:
         raise ValueError(f"labels shape {labels.shape} differs from affinities shape {affinities.shape[1:]}")
+    image = open_array(volume_store, "image") if image_weight(decoder) else None
     rows = []
     start = time.perf_counter()
-    for threshold, segmentation in segmentations(affinities, offsets, decoder, thresholds):
+    for threshold, segmentation in segmentations(affinities, offsets, decoder, thresholds, image):
         rows.append({"threshold": threshold, **evaluate_arrays(segmentation, labels).row()})
         rows[-1]["seconds"] = round(time.perf_counter() - start, 3)
         start = time.perf_counter()

@@ -79,9 +79,9 @@ def test_sweep_reads_only_the_decoders_channels(stores, tmp_path, monkeypatch, m
     original = sweep_module.segmentations
     seen = []
 
-    def spy(affinities_in, offsets_in, decoder, thresholds):  # type: ignore[no-untyped-def]
+    def spy(affinities_in, offsets_in, decoder, thresholds, image):  # type: ignore[no-untyped-def]
         seen.append((len(affinities_in), [list(o) for o in offsets_in]))
-        return original(affinities_in, offsets_in, decoder, thresholds)
+        return original(affinities_in, offsets_in, decoder, thresholds, image)
 
     monkeypatch.setattr(sweep_module, "segmentations", spy)
     decoder = decoder_settings({"method": method, "min_size": 10})

@@ -25,6 +25,7 @@ rule decode_block:
     input:
         partial=rules.decode_prepare.output[0],
         affinities=prediction("{model}", "{dataset}"),
+        volume=volume("{dataset}"),  # its image, for decoders with an image_weight
         sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
     output:
         temp(

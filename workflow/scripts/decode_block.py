@@ -14,5 +14,5 @@ with job_logging(snakemake.log[0]):
     decoder = tuned_decoder(settings.decoders[snakemake.wildcards.decoder], sweep)
     partial = snakemake.input.partial
     blocks = BlockStore.open(partial, DECODED).share(int(snakemake.wildcards.job), snakemake.params.n_jobs)
-    decode_blocks(snakemake.input.affinities, partial, blocks, decoder)
+    decode_blocks(snakemake.input.affinities, partial, blocks, decoder, snakemake.input.volume)
     Path(snakemake.output[0]).write_text(f"blocks {blocks.start}..{blocks.stop - 1}\n")
