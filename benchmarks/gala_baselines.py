@@ -104,10 +104,13 @@ def upper_bound(
     """Threshold swept on noisy GT affinities of val, then test scored at that threshold."""
     val_aff = noisy_gt_affinities(val[1], offsets, NOISE_SEED["val"])
     thresholds = settings.evaluate.sweep_thresholds[decoder.method]
-    tried = [(t, scores(seg, val[1])) for t, seg in segmentations(val_aff, offsets, decoder, thresholds)]
+    pairs = segmentations(val_aff, offsets, decoder, thresholds, val[0])  # images: for an image_weight
+    tried = [(t, scores(seg, val[1])) for t, seg in pairs]
     threshold, val_scores = pick(tried, settings.evaluate.sweep_criterion)
     test_aff = noisy_gt_affinities(test[1], offsets, NOISE_SEED["test"])
-    ((_, seg),) = segmentations(test_aff, offsets, dataclasses.replace(decoder, threshold=threshold), [threshold])
+    ((_, seg),) = segmentations(
+        test_aff, offsets, dataclasses.replace(decoder, threshold=threshold), [threshold], test[0]
+    )
     return {"chosen": {"threshold": threshold}, "val_arand": val_scores["arand"], **scores(seg, test[1])}
 
 

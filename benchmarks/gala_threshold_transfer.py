@@ -130,14 +130,13 @@ def perturbed_to_test(run: FinishedRun, test: Scored, decoder: DecoderSettings, 
     pipeline.set_random_state(seed=0)
     network = load_model(run.workdir / paths.checkpoint(run.model))
     volume = run.workdir / paths.volume(run.val)
-    raw = np.asarray(open_array(volume, "image")[...])
-    image = normalize_image(raw)
+    image = normalize_image(np.asarray(open_array(volume, "image")[...]))
     labels = np.asarray(open_array(volume, "labels")[...])
     curves = []
     for _ in range(draws):
         perturbed = np.asarray(pipeline({"image": image[None].copy()})["image"])[0].astype(np.float32)
         affinities = predict_array(network, perturbed, model_settings, settings.predict)
-        pairs = segmentations(affinities, model_settings.offsets, decoder, THRESHOLDS, raw)
+        pairs = segmentations(affinities, model_settings.offsets, decoder, THRESHOLDS, perturbed)
         curves.append({t: evaluate_arrays(seg, labels).arand for t, seg in pairs})
     mean = {t: float(np.mean([curve[t] for curve in curves])) for t in THRESHOLDS}
     threshold = choose([{"threshold": t, "arand": a} for t, a in mean.items()], "arand")["threshold"]

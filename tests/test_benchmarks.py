@@ -158,6 +158,14 @@ def test_gala_recipe_prints_a_row_per_decoder_on_the_demo(tmp_path: Path) -> Non
         assert plain["threshold"] == exact["threshold"]
     for row in lsd["rows"]:
         assert 0 <= row["test_best_arand"] <= row["test_arand"] <= 1 and 0 <= row["val_arand"] <= 1
+    # Image evidence on the same run: weight 0 is the pipeline's decoder again, so the plain
+    # choice is the exact-best transfer check's (decoder, threshold and test score).
+    (line, image) = run_benchmark("gala_image_evidence.py", "--workdir", str(tmp_path), "--weight", "0", "0.5")
+    assert image["name"] == "gala_image_evidence" and image["runs"] == 1 and image["weights"] == [0.0, 0.5]
+    assert {(r["decoder"], r["weight"]) for r in line["rows"]} == {(d, w) for d in ("waterz", "mws") for w in (0, 0.5)}
+    assert (line["plain"]["decoder"], line["plain"]["threshold"]) == (exact["decoder"], exact["threshold"])
+    assert line["plain"]["test_arand"] == pytest.approx(exact["test_arand"], abs=1e-9)
+    assert line["chosen"]["val_arand"] == min(r["val_arand"] for r in line["rows"])
 
 
 def test_lsd_penalty_lowers_each_contact_by_alpha_times_distance_and_clips_at_zero() -> None:

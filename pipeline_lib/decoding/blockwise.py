@@ -89,9 +89,16 @@ def segmentation_dtype(shape: Sequence[int]) -> type[np.unsignedinteger]:
 
 
 def prepare_decoding(
-    affinities_store: str | Path, partial: str | Path, decoder: DecoderSettings, settings: DecodeSettings
+    affinities_store: str | Path,
+    partial: str | Path,
+    decoder: DecoderSettings,
+    settings: DecodeSettings,
+    volume_store: str | Path | None = None,
 ) -> Path:
     """Create the empty store ``partial`` (``<output>.partial``) for the block jobs to fill.
+
+    ``volume_store``: the volume whose image a decoder with an ``image_weight`` reads; it is
+    recorded in the provenance then.
 
     A partial store left by an interrupted run with the same settings and the same
     affinities (path and the provenance recorded in them, so a re-prediction at the same
@@ -103,7 +110,8 @@ def prepare_decoding(
     grid = decode_grid(shape, settings)  # rejects a misaligned block shape before any block runs
     method = get_decoder(decoder.method)
     halo = (0, 0, 0) if method.stitch == "affinity" else method.halo(decoder)
-    record = provenance("decode", {"decoder": decoder, "decode": settings}, [affinities_store])
+    inputs = [affinities_store, *([volume_store] if volume_store is not None and image_weight(decoder) else [])]
+    record = provenance("decode", {"decoder": decoder, "decode": settings}, inputs)
     source = store_attrs(affinities_store).get("provenance")
     if partial.exists():
         same = {"affinities_provenance": source, GRID_ATTR: grid_record(grid, settings.chunk_shape, halo)}
@@ -195,6 +203,8 @@ def decode_blocks(
     used = method.channels(offsets)  # other decoders: the channels they read, with their offsets
     used_offsets = [offsets[c] for c in used]
     image = open_array(volume_store, "image") if volume_store is not None and image_weight(decoder) else None
+    if image is not None and tuple(image.shape) != tuple(grid.shape):
+        raise ValueError(f"{volume_store}: image shape {tuple(image.shape)} differs from the affinities' {grid.shape}")
     for block_id in block_ids:
         if store.done(block_id):
             continue
@@ -233,7 +243,7 @@ def decode_volume(
     volume_store: str | Path | None = None,
 ) -> None:
     """All steps in one process (for tests and small volumes), into ``output``."""
-    partial = prepare_decoding(affinities_store, partial_path(output), decoder, settings)
+    partial = prepare_decoding(affinities_store, partial_path(output), decoder, settings, volume_store)
     decode_blocks(affinities_store, partial, range(len(BlockStore.open(partial, DECODED))), decoder, volume_store)
     stitch_and_relabel(partial, decoder)
 

@@ -2,8 +2,9 @@
 
 Membranes are dark in heavy-metal-stained EM, so the smoothed image intensity is itself a weak
 affinity: the *image affinity* of the edge from voxel ``v`` to ``v + o`` (offset ``o``, stored
-at ``v`` as the predicted ones) is ``min(s(v), s(v + o))``, where ``s`` is the image scaled to
-[0, 1] as the network sees it (:func:`~pipeline_lib.io.volumes.normalize_image`) and smoothed
+at ``v`` as the predicted ones) is ``min(s(v), s(v + o))``, where ``s`` is the image as the
+network sees it (:func:`~pipeline_lib.io.volumes.normalize_image`: integer types scaled to
+[0, 1] by their maximum, floats as they are) and smoothed
 by a Gaussian of ``sigma`` voxels (``scipy.ndimage.gaussian_filter``, mode ``nearest``); an
 edge whose far end ``v + o`` lies outside the volume takes ``s(v)``. A graph decoder with
 ``image_weight`` = w > 0 decodes ``(1 - w) · predicted + w · image`` (fragments, region

@@ -111,7 +111,12 @@ def decoder_settings(entry: Mapping[str, Any], name: str = "decoder") -> Decoder
 def decode_array(
     affinities: NDArray[np.floating], offsets: Sequence[Sequence[int]], settings: DecoderSettings
 ) -> NDArray[np.integer]:
-    """Whole-array decoding with post-processing: labels ``1..n``, 0 background."""
+    """Whole-array decoding with post-processing: labels ``1..n``, 0 background.
+
+    Of the predictions alone: a decoder with an ``image_weight`` is refused (decode it with
+    :func:`~pipeline_lib.decoding.sweep.segmentations` and the image)."""
+    if float(settings.params.get("image_weight", 0.0)):
+        raise ValueError("decode_array decodes predictions alone; pass the image to segmentations() for image_weight")
     decoder = get_decoder(settings.method)
     channels = decoder.channels(offsets)
     if channels != list(range(len(offsets))):

@@ -158,6 +158,8 @@ def sweep(
     if labels.shape != affinities.shape[1:]:
         raise ValueError(f"labels shape {labels.shape} differs from affinities shape {affinities.shape[1:]}")
     image = open_array(volume_store, "image") if image_weight(decoder) else None
+    if image is not None and tuple(image.shape) != labels.shape:
+        raise ValueError(f"{volume_store}: image shape {tuple(image.shape)} differs from its labels' {labels.shape}")
     rows = []
     start = time.perf_counter()
     for threshold, segmentation in segmentations(affinities, offsets, decoder, thresholds, image):

@@ -66,9 +66,10 @@ def test_zyx_transpose_draws_each_other_axis_order():
     pipeline = _pipeline(shape, transpose={"p": 1.0, "axes": "zyx"})
     seen = []
     for _ in range(100):
-        image, labels, mask = augment_patch(pipeline, volume.astype(np.float32), volume, np.ones(shape, bool))
+        image, labels, mask = augment_patch(pipeline, volume.astype(np.float32), volume, volume % 3 > 0)
         (order,) = [o for o in itertools.permutations(range(3)) if np.array_equal(labels, volume.transpose(o))]
         np.testing.assert_array_equal(image, labels)
+        np.testing.assert_array_equal(mask, labels % 3 > 0)  # the mask moves with them
         seen.append(order)
     counts = Counter(seen)
     assert (0, 1, 2) not in counts and len(counts) == 5 and min(counts.values()) >= 8

@@ -86,7 +86,7 @@ def test_zyx_transpose_permutes_each_sample_and_its_labels_alike() -> None:
     batch = {
         "image": volume[None, None].float().repeat(n, 1, 1, 1, 1),
         "labels": volume[None, None].int().repeat(n, 1, 1, 1, 1) + 1,
-        "mask": torch.ones(n, 1, *shape, dtype=torch.bool),
+        "mask": (volume % 3 > 0)[None, None].repeat(n, 1, 1, 1, 1),  # not symmetric: must move too
     }
     settings = model_settings(augment={**OFF, "transpose": {"p": 0.5, "axes": "zyx"}}, patch_shape=list(shape)).augment
     out = BatchAugment(settings, ["affinity"], OFFSETS, 0)(batch, 3)
@@ -94,8 +94,10 @@ def test_zyx_transpose_permutes_each_sample_and_its_labels_alike() -> None:
     for i in range(n):
         image = out["image"][i, 0]
         (order,) = [o for o in itertools.permutations(range(3)) if torch.equal(image, volume.permute(o).float())]
-        expected = compute_targets(volume.permute(order).numpy() + 1, np.ones(shape, bool), ["affinity"], OFFSETS)
+        moved = volume.permute(order).numpy()
+        expected = compute_targets(moved + 1, moved % 3 > 0, ["affinity"], OFFSETS)
         np.testing.assert_array_equal(out["target"][i].numpy(), expected[0])
+        np.testing.assert_array_equal(out["weight"][i].numpy(), expected[1])
         orders.append(order)
     counts = Counter(orders)
     assert 20 <= counts[(0, 1, 2)] <= 44 and len(counts) == 6  # p 0.5: about half unchanged, the rest spread

@@ -7,6 +7,7 @@
 rule decode_prepare:
     input:
         affinities=prediction("{model}", "{dataset}"),
+        volume=volume("{dataset}"),  # its image, for decoders with an image_weight
         sweep=lambda wc: PLAN.sweep_inputs(wc.model, wc.decoder),
     output:
         temp(directory(partial(segmentation("{model}", "{decoder}", "{dataset}")))),

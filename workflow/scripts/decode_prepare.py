@@ -13,4 +13,5 @@ with job_logging(snakemake.log[0]):
         snakemake.output[0],
         decoder,
         settings.decode,
+        snakemake.input.volume,
     )
