@@ -39,6 +39,7 @@ from pipeline_lib.config import DecoderSettings, build
 from pipeline_lib.config.schema import validate_with_defaults
 from pipeline_lib.decoding.connected_components import connected_components
 from pipeline_lib.decoding.graph_decode import decode_graph
+from pipeline_lib.decoding.image_evidence import image_weight
 from pipeline_lib.decoding.postprocess import relabel_consecutive, remove_small_objects
 from pipeline_lib.errors import ConfigError
 from pipeline_lib.offsets import nearest_neighbour_channels
@@ -115,7 +116,7 @@ def decode_array(
 
     Of the predictions alone: a decoder with an ``image_weight`` is refused (decode it with
     :func:`~pipeline_lib.decoding.sweep.segmentations` and the image)."""
-    if float(settings.params.get("image_weight", 0.0)):
+    if image_weight(settings):
         raise ValueError("decode_array decodes predictions alone; pass the image to segmentations() for image_weight")
     decoder = get_decoder(settings.method)
     channels = decoder.channels(offsets)
