@@ -43,3 +43,4 @@ def test_the_gpu_recipe_changes_only_what_a_gpu_changes():
     assert (gpu.batch_size, gpu.precision, gpu.max_minutes) == (16, "bf16-mixed", 10)
     assert gpu.network == cpu.network and gpu.patch_shape == cpu.patch_shape
     assert gpu.augment.flip == cpu.augment.flip and gpu.boundary_weight == cpu.boundary_weight
+    assert gpu.augment.transpose == cpu.augment.transpose and cpu.augment.transpose.axes == "zyx"
