@@ -98,23 +98,26 @@ def prepare_decoding(
     """Create the empty store ``partial`` (``<output>.partial``) for the block jobs to fill.
 
     ``volume_store``: the volume whose image a decoder with an ``image_weight`` reads; it is
-    recorded in the provenance then.
+    recorded in the provenance then, and its own provenance is compared like the affinities'.
 
     A partial store left by an interrupted run with the same settings and the same
     affinities (path and the provenance recorded in them, so a re-prediction at the same
-    path counts as new input) is kept, so that the steps after this one resume from what is
-    done; any other is replaced.
+    path counts as new input; likewise the image for a decoder that reads it) is kept, so
+    that the steps after this one resume from what is done; any other is replaced.
     """
     partial = Path(partial)
     shape = open_array(affinities_store, AFFINITIES).shape[1:]
     grid = decode_grid(shape, settings)  # rejects a misaligned block shape before any block runs
     method = get_decoder(decoder.method)
     halo = (0, 0, 0) if method.stitch == "affinity" else method.halo(decoder)
-    inputs = [affinities_store, *([volume_store] if volume_store is not None and image_weight(decoder) else [])]
+    image_store = volume_store if volume_store is not None and image_weight(decoder) > 0 else None
+    inputs = [affinities_store] if image_store is None else [affinities_store, image_store]
     record = provenance("decode", {"decoder": decoder, "decode": settings}, inputs)
-    source = store_attrs(affinities_store).get("provenance")
+    sources = {"affinities_provenance": store_attrs(affinities_store).get("provenance")}
+    if image_store is not None:
+        sources["image_provenance"] = store_attrs(image_store).get("provenance")
     if partial.exists():
-        same = {"affinities_provenance": source, GRID_ATTR: grid_record(grid, settings.chunk_shape, halo)}
+        same = {**sources, GRID_ATTR: grid_record(grid, settings.chunk_shape, halo)}
         if prepared_for(partial, SEGMENTATION, record, same):
             log.info("%s: resuming the decoding left there", partial)
             _make_folders(partial)
@@ -129,7 +132,7 @@ def prepare_decoding(
         voxel_size(affinities_store, AFFINITIES),
         compressors=FAST_ZSTD,
     )
-    set_store_attrs(partial, {"provenance": record, "affinities_provenance": source})
+    set_store_attrs(partial, {"provenance": record, **sources})
     BlockStore.create(partial, grid, settings.chunk_shape, DECODED, halo, steps=[RELABELLED_BLOCKS])
     _make_folders(partial)
     return partial

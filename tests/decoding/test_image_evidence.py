@@ -117,6 +117,30 @@ def test_the_image_splits_what_the_predictions_merge_whole_and_blockwise(tmp_pat
         decode_volume(affinities, tmp_path / "none.zarr", with_image, decode_settings((8, 8, 8)))
 
 
+def test_a_partial_store_decoded_with_another_image_at_the_same_path_is_replaced(tmp_path: Path) -> None:
+    from pipeline_lib.decoding.blockwise import decode_blocks, prepare_decoding
+    from pipeline_lib.io.volumes import open_array, partial_path, set_store_attrs
+
+    affinities, volume, _ = two_cells(tmp_path)
+    set_store_attrs(volume, {"provenance": {"created": "first assembly"}})
+    decoder = decoder_settings(
+        {
+            "method": "waterz",
+            "threshold": 0.6,
+            "params": {"min_seed_distance": 4, "image_weight": 0.5, "image_sigma": 0},
+        }
+    )
+    out, settings = tmp_path / "seg.zarr", decode_settings((8, 8, 8))
+    prepare_decoding(affinities, partial_path(out), decoder, settings, volume)
+    decode_blocks(affinities, partial_path(out), range(6), decoder, volume)  # interrupted after decoding
+    # The volume is assembled again at the same path, without the dark plane: the blocks
+    # decoded with the old image must not be reused (they would split the volume).
+    open_array(volume, "image", mode="r+")[...] = 200
+    set_store_attrs(volume, {"provenance": {"created": "second assembly"}})
+    decode_volume(affinities, out, decoder, settings, volume)
+    assert len(np.unique(read_segmentation(out))) == 1
+
+
 def test_the_sweep_reads_the_image_of_the_validation_volume(tmp_path: Path) -> None:
     affinities, volume, _ = two_cells(tmp_path)
     decoder = decoder_settings(
