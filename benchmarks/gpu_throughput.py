@@ -182,16 +182,20 @@ class StepTimer:
         return round(self.steps / (self.end - self.start), 2) if self.steps else 0.0
 
 
-def gala_augment() -> dict[str, Any]:
+def gala_augment(patch_shape: list[int]) -> dict[str, Any]:
+    """config/gala.yaml's augmentations for patches of ``patch_shape``: its transpose of every
+    axis order needs a cube, so a patch that is not one gets the y–x transpose instead."""
     import yaml
 
+    augment = GALA_AUGMENT
     path = ROOT / "config" / "gala.yaml"
     if path.exists():
         models = yaml.safe_load(path.read_text()).get("models", {})
-        for entry in models.values():
-            if "augment" in entry:
-                return dict(entry["augment"])
-    return GALA_AUGMENT
+        augment = next((dict(entry["augment"]) for entry in models.values() if "augment" in entry), GALA_AUGMENT)
+    transpose = augment.get("transpose", {})
+    if transpose.get("axes") == "zyx" and len(set(patch_shape)) != 1:
+        augment = {**augment, "transpose": {**transpose, "axes": "yx"}}
+    return augment
 
 
 def training_figures(work: Path, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
@@ -211,7 +215,7 @@ def training_figures(work: Path, args: argparse.Namespace, device: torch.device)
         "max_steps": steps,
         "val_every_n_steps": steps,
         "precision": args.train_precision,
-        "augment": gala_augment(),
+        "augment": gala_augment(args.train_patch),
     }
     settings = build(ModelSettings, config_entry({"model": model_entry})["models"]["m"])
     synthetic = generate(tuple(args.train_volume), seed=1)  # type: ignore[arg-type]
